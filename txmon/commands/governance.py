@@ -1,0 +1,9 @@
+"""Commands: retrain-controller, retrain, models, audit."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's commands to the `txmon` app."""

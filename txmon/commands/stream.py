@@ -1,0 +1,9 @@
+"""Commands: worker, alerts tail."""
+
+from __future__ import annotations
+
+import typer
+
+
+def register(app: typer.Typer) -> None:
+    """Add this area's commands to the `txmon` app."""
