@@ -85,3 +85,29 @@ def kafka_settings_for(kafka: Settings) -> Callable[[str], Settings]:
         return kafka.model_copy(update={"topics": kafka.topics.model_copy(update={"prefix": prefix})})
 
     return make
+
+
+# -- CI guard: Kafka tests must run, never be skipped silently ---------------------------------
+_kafka_outcomes: dict[str, str] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    if "kafka" in report.keywords and (report.when == "call" or report.outcome == "skipped"):
+        _kafka_outcomes[report.nodeid] = report.outcome
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    if os.environ.get("TXMON_REQUIRE_KAFKA") != "1":
+        return
+    skipped = sorted(n for n, o in _kafka_outcomes.items() if o == "skipped")
+    problem = None
+    if not _kafka_outcomes:
+        problem = "TXMON_REQUIRE_KAFKA=1 but no Kafka integration test ran"
+    elif skipped:
+        problem = f"TXMON_REQUIRE_KAFKA=1 but Kafka tests were skipped: {', '.join(skipped)}"
+    if problem:
+        session.config.get_terminal_writer().line(problem, red=True, bold=True)
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+    else:
+        session.config.get_terminal_writer().line(
+            f"Kafka integration tests run against a real broker: {len(_kafka_outcomes)}")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import typer
 
-from txmon.commands import data, demo, drift, governance, kafka, model, stream
+from txmon.commands import contracts, data, demo, drift, governance, kafka, model, stream
 
 app = typer.Typer(
     name="txmon",
@@ -13,7 +13,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for area in (kafka, data, model, stream, drift, governance, demo):
+for area in (kafka, contracts, data, model, stream, drift, governance, demo):
     area.register(app)
 
 

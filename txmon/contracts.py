@@ -8,10 +8,10 @@ timezone-aware. Currencies are ISO 4217, countries ISO 3166-1 alpha-2.
 ...             b'"account_id": "a1", "counterparty_id": "m1", "amount": "12.30", "currency": "EUR"}')
 >>> tx.amount, tx.channel
 (Decimal('12.30'), 'unknown')
->>> decode(Transaction, b'{"tx_id": "t1", "amount": 1.5}')
+>>> decode(Transaction, b'{"tx_id": "t1", "amount": 1.5}')  # doctest: +ELLIPSIS
 Traceback (most recent call last):
 ...
-txmon.contracts.ContractError: amount: a JSON float is not accepted for money; send a decimal string or integer minor units
+txmon.contracts.ContractError: amount: a JSON float is not accepted for money; send a decimal ...
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    WithJsonSchema,
     model_validator,
 )
 
@@ -126,7 +127,9 @@ class Transaction(Event):
     event_time: Timestamp
     account_id: Id
     counterparty_id: Id
-    amount: Decimal = Field(description="decimal string on the wire, or use amount_minor")
+    amount: Annotated[Decimal, WithJsonSchema({
+        "type": "string", "pattern": r"^-?\d{1,15}(\.\d{1,6})?$",
+        "description": "decimal string, e.g. \"12.30\"; or send amount_minor instead"})]
     currency: Currency = "EUR"
     channel: Token = "unknown"
     tx_type: Token = "unknown"
@@ -145,7 +148,7 @@ class Transaction(Event):
         minor = data.pop("amount_minor", None)
         if minor is not None:
             if "amount" in data:
-                raise ValueError("send amount or amount_minor, not both")
+                raise _FieldProblem("amount", "send amount or amount_minor, not both")
             if isinstance(minor, bool) or not isinstance(minor, int):
                 raise _FieldProblem("amount_minor", "must be an integer number of minor units")
             exp = minor_unit_exponent(str(data.get("currency", "EUR")))
@@ -194,7 +197,7 @@ class Label(Event):
 
 
 class Score(Event):
-    """One score per transaction, whatever the model decided."""
+    """One score per transaction, whatever the model decided; ``alerted`` says if it raised one."""
 
     topic: ClassVar[str] = "scores"
     tx_id: Id
@@ -220,6 +223,8 @@ Severity = Literal["low", "medium", "high", "critical"]
 
 
 class Alert(Event):
+    """A transaction for an analyst to review: its score, why, and which rules it hit."""
+
     topic: ClassVar[str] = "alerts"
     tx_id: Id
     account_id: Id
@@ -233,6 +238,8 @@ class Alert(Event):
 
 
 class Window(BaseModel):
+    """The stretch of traffic a drift statistic was computed on."""
+
     model_config = ConfigDict(frozen=True)
     start: Timestamp | None = None
     end: Timestamp | None = None
@@ -251,6 +258,8 @@ class FeatureShift(BaseModel):
 
 
 class Drift(Event):
+    """A detector decided the world moved: its statistic, its threshold, and the evidence."""
+
     topic: ClassVar[str] = "drift"
     detector: Token
     scope: Literal["feature", "embedding", "score", "performance"]
@@ -264,6 +273,8 @@ class Drift(Event):
 
 
 class GateResult(BaseModel):
+    """One validation gate's verdict on a candidate model."""
+
     model_config = ConfigDict(frozen=True)
     name: Token
     passed: bool
@@ -386,7 +397,11 @@ def json_schemas() -> dict[str, dict[str, Any]]:
     out = {}
     for c in CONTRACTS:
         schema = c.model_json_schema(mode="validation")
-        schema["$id"] = f"https://txmon.dev/schemas/{c.topic}.v{SCHEMA_VERSION}.json"
-        schema.setdefault("description", (c.__doc__ or "").strip().splitlines()[0])
+        schema["$id"] = f"txmon:{c.topic}:v{SCHEMA_VERSION}"
+        if c is Transaction:
+            # amount or amount_minor (integer minor units): exactly one.
+            schema["properties"]["amount_minor"] = {"type": "integer"}
+            schema["required"] = [f for f in schema["required"] if f != "amount"]
+            schema["oneOf"] = [{"required": ["amount"]}, {"required": ["amount_minor"]}]
         out[c.topic] = schema
     return out

@@ -157,9 +157,9 @@ class Cluster:
                    f"-Dlog4j2.configurationFile={log4j_path}",
                    f"-Dkafka.logs.dir={d / 'logs'}",
                    "-cp", f"{libs}/*", "kafka.Kafka", str(d / "server.properties")]
-            out = open(d / "logs" / "stdout.log", "ab")
-            proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
-                                    stdin=subprocess.DEVNULL, start_new_session=True, cwd=d)
+            with open(d / "logs" / "stdout.log", "ab") as out:
+                proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, start_new_session=True, cwd=d)
         self._pid_file(node).write_text(str(proc.pid))
         return proc.pid
 
@@ -171,8 +171,8 @@ class Cluster:
         while time.monotonic() < deadline:
             # Liveness, not _pid(): right after exec, /proc/<pid>/cmdline can still be empty.
             if pid < 0 or not _alive(pid):
-                raise BrokerSetupError(f"broker {node.node_id} exited while starting; see "
-                                       f"{self.log_file(node)} and {self.node_dir(node)}/logs/stdout.log")
+                logs = self.node_dir(node) / "logs"
+                raise BrokerSetupError(f"broker {node.node_id} exited while starting; see {logs}")
             try:
                 with socket.create_connection((node.host, node.broker_port), timeout=1):
                     return
@@ -213,7 +213,8 @@ def _java(libs: Path, args: list[str]) -> str:
     proc = subprocess.run(["java", "-Xmx256m", "-cp", f"{libs}/*", *args],
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise BrokerSetupError(f"{' '.join(args[:2])} failed: {proc.stdout[-1500:]}{proc.stderr[-1500:]}")
+        tail = proc.stdout[-1500:] + proc.stderr[-1500:]
+        raise BrokerSetupError(f"{' '.join(args[:2])} failed: {tail}")
     return proc.stdout
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from kafka.errors import TopicAlreadyExistsError
@@ -35,10 +37,9 @@ def ensure_topics(settings: Settings, partitions: int | None = None) -> list[str
         existing = set(admin.list_topics())
         missing = [s for s in topic_specs(settings, partitions) if s.name not in existing]
         if missing:
-            try:
+            # Another process may create one between list and create.
+            with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing, timeout_ms=30000)
-            except TopicAlreadyExistsError:
-                pass  # another process created one between list and create
         return [s.name for s in missing]
     finally:
         admin.close()

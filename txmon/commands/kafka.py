@@ -28,7 +28,7 @@ def _settings(port: int | None, brokers: int | None) -> Settings:
     return s
 
 
-def _cluster(s: Settings):  # noqa: ANN202 - lazy import keeps `txmon --help` fast
+def _cluster(s: Settings):
     from txmon.broker import cluster_for
 
     return cluster_for(s)
@@ -110,6 +110,42 @@ def logs(port: Port = None, brokers: Brokers = None,
         with open(path, errors="replace") as f:
             for line in deque(f, maxlen=lines):
                 typer.echo(line.rstrip())
+
+
+@kafka_app.command()
+def smoke(count: Annotated[int, typer.Option(help="transactions to send")] = 1000) -> None:
+    """Produce transactions with kafka-python, read them back, check none is lost."""
+    import uuid
+    from datetime import UTC, datetime, timedelta
+
+    from kafka import KafkaConsumer, KafkaProducer
+
+    from txmon.contracts import Transaction, decode
+
+    s = get_settings()
+    topic = f"{s.topics.prefix}smoke.{uuid.uuid4().hex[:8]}"
+    t0 = datetime.now(UTC)
+    conf = s.kafka.kafka_python_config()
+    producer = KafkaProducer(**conf, acks="all", linger_ms=5)
+    for i in range(count):
+        tx = Transaction(tx_id=f"smoke-{i}", event_time=t0 + timedelta(milliseconds=i),
+                         account_id=f"a{i % 10}", counterparty_id="m1", amount="1.00")
+        producer.send(topic, key=tx.account_id.encode(), value=tx.to_bytes())
+    producer.flush()
+    producer.close()
+    consumer = KafkaConsumer(topic, **conf, auto_offset_reset="earliest",
+                             consumer_timeout_ms=10_000)
+    seen = {decode(Transaction, m.value).tx_id for m in consumer}
+    consumer.close()
+    from txmon.broker.topics import admin_client
+
+    admin = admin_client(s)
+    admin.delete_topics([topic])
+    admin.close()
+    if len(seen) != count:
+        console.print(f"[red]smoke check failed:[/red] sent {count}, read back {len(seen)}")
+        raise typer.Exit(1)
+    console.print(f"[green]smoke check passed:[/green] {count} transactions produced and consumed")
 
 
 def register(app: typer.Typer) -> None:

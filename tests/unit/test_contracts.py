@@ -1,0 +1,140 @@
+"""Event contracts: valid events round-trip; invalid input is rejected with the field named."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from decimal import Decimal
+
+import pytest
+
+from txmon.contracts import (
+    CONTRACTS,
+    Alert,
+    ContractError,
+    DeadLetter,
+    Drift,
+    FeatureShift,
+    GateResult,
+    Label,
+    ModelEvent,
+    Reason,
+    Score,
+    Transaction,
+    Window,
+    decode,
+    json_schemas,
+)
+
+NOW = datetime(2026, 3, 1, 12, 30, tzinfo=UTC)
+TX = {"tx_id": "tx-1", "event_time": "2026-03-01T12:30:00+01:00", "account_id": "acct-1",
+      "counterparty_id": "merchant-9", "amount": "1234.50", "currency": "EUR", "channel": "pos",
+      "tx_type": "card_present", "mcc": "5411", "country": "DE", "counterparty_country": "FR",
+      "device_id": "dev-1"}
+
+
+def raw(**changes) -> bytes:
+    d = {**TX, **changes}
+    return json.dumps({k: v for k, v in d.items() if v is not ...}).encode()
+
+
+def examples():
+    return [
+        decode(Transaction, raw()),
+        Label(tx_id="tx-1", account_id="a", label="fraud", label_time=NOW, source="chargeback"),
+        Score(tx_id="tx-1", account_id="a", score=0.93, model_version="v3", alerted=True,
+              latency_ms=4.2, event_time=NOW, scored_at=NOW),
+        Alert(tx_id="tx-1", account_id="a", score=0.93, threshold=0.8, model_version="v3",
+              severity="high", reasons=[Reason(feature="amount", description="10x usual",
+                                               contribution=0.4)],
+              rule_hits=["velocity"], created_at=NOW),
+        Drift(detector="mmd", scope="embedding", statistic=0.4, threshold=0.2, detected_at=NOW,
+              window=Window(start=NOW, end=NOW, events=500), champion_version="v3",
+              evidence=[FeatureShift(feature="log_amount", statistic=3.0)]),
+        ModelEvent(event="promoted", version="v4", artifact_sha256="a" * 64, signature="s",
+                   gate_results=[GateResult(name="ap", passed=True, value=0.5, threshold=0.4)],
+                   created_at=NOW),
+        DeadLetter(source_topic="txmon.transactions", partition=0, offset=7, original="e30=",
+                   error="amount: bad", failed_at=NOW),
+    ]
+
+
+@pytest.mark.parametrize("event", examples(), ids=lambda e: type(e).__name__)
+def test_round_trip(event):
+    again = decode(type(event), event.to_bytes())
+    assert again == event
+    assert json.loads(event.to_bytes())["schema_version"] == 1
+
+
+def test_every_contract_has_an_example():
+    assert {type(e) for e in examples()} == set(CONTRACTS)
+
+
+def test_transaction_normalises_time_and_money():
+    tx = decode(Transaction, raw())
+    assert tx.event_time == datetime(2026, 3, 1, 11, 30, tzinfo=UTC)
+    assert tx.amount == Decimal("1234.50") and tx.amount_minor == 123450
+
+
+def test_minor_units_use_the_currency_exponent():
+    jpy = decode(Transaction, raw(amount=..., amount_minor=1500, currency="JPY"))
+    kwd = decode(Transaction, raw(amount=..., amount_minor=1500, currency="KWD"))
+    assert jpy.amount == Decimal(1500) and kwd.amount == Decimal("1.500")
+
+
+@pytest.mark.parametrize(("payload", "field", "words"), [
+    (raw(tx_id=...), "tx_id", "missing"),
+    (raw(account_id=12), "account_id", "string"),
+    (raw(amount=12.5), "amount", "float"),
+    (raw(amount="12,50"), "amount", "decimal"),
+    (raw(amount="NaN"), "amount", "finite"),
+    (raw(amount_minor=5), "amount", "not both"),
+    (raw(event_time="2026-03-01T12:30:00"), "event_time", "timezone"),
+    (raw(event_time="3026-03-01T12:30:00Z"), "event_time", "outside"),
+    (raw(currency="ABC"), "currency", "ISO 4217"),
+    (raw(country="XX"), "country", "ISO 3166"),
+    (raw(mcc="54x1"), "mcc", "pattern"),
+    (raw(device_id="d" * 10_000), "device_id", "at most"),
+    (b'{"tx_id": "\xff\xfe"}', "(message)", "UTF-8"),
+    (b"not json", "(json)", "not JSON"),
+    (b'{"amount": NaN}', "(json)", "NaN"),
+    (b"[1, 2]", "(json)", "object"),
+    (b'{"a":' * 40 + b"1" + b"}" * 40, "(json)", "nested"),
+    (b"x" * 70_000, "(message)", "limit"),
+    (None, "(message)", "empty"),
+])
+def test_invalid_input_names_the_field(payload, field, words):
+    with pytest.raises(ContractError) as info:
+        decode(Transaction, payload)
+    assert info.value.field == field
+    assert words.lower() in info.value.problem.lower(), info.value.problem
+
+
+def test_label_values_are_closed():
+    with pytest.raises(ContractError) as info:
+        decode(Label, json.dumps({"tx_id": "t", "account_id": "a", "label": "maybe",
+                                  "label_time": "2026-01-01T00:00:00Z"}).encode())
+    assert info.value.field == "label"
+
+
+def test_unknown_fields_are_ignored_for_forward_compatibility():
+    assert decode(Transaction, raw(new_field="x")).tx_id == "tx-1"
+
+
+def test_json_schemas_validate_what_the_contract_accepts_and_reject_floats(tmp_path):
+    jsonschema = pytest.importorskip("jsonschema")
+    schemas = json_schemas()
+    assert set(schemas) == {c.topic for c in CONTRACTS}
+    jsonschema.validate(json.loads(raw()), schemas["transactions"])
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate({**json.loads(raw()), "amount": 12.5}, schemas["transactions"])
+
+
+def test_committed_schemas_are_current():
+    from pathlib import Path
+
+    docs = Path(__file__).parents[2] / "docs" / "schemas"
+    for topic, schema in json_schemas().items():
+        path = docs / f"{topic}.v1.json"
+        assert path.exists(), f"run `txmon schemas` to write {path}"
+        assert json.loads(path.read_text()) == schema, f"{path} is stale: run `txmon schemas`"
