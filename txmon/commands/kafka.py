@@ -1,4 +1,4 @@
-"""Commands: ``txmon kafka up | down | status | logs | topics`` — the managed Apache Kafka broker."""
+"""Commands: ``txmon kafka up | down | status | logs | topics | smoke`` — the Kafka broker."""
 
 from __future__ import annotations
 
@@ -110,6 +110,15 @@ def logs(port: Port = None, brokers: Brokers = None,
         with open(path, errors="replace") as f:
             for line in deque(f, maxlen=lines):
                 typer.echo(line.rstrip())
+
+
+@kafka_app.command()
+def topics(partitions: Annotated[int | None, typer.Option(help="partitions per topic")] = None) -> None:
+    """Create txmon's topics on the cluster in TXMON_KAFKA__BOOTSTRAP_SERVERS (yours or ours)."""
+    from txmon.broker.topics import ensure_topics
+
+    created = ensure_topics(get_settings(), partitions)
+    console.print(f"created: {', '.join(created)}" if created else "all txmon topics exist")
 
 
 @kafka_app.command()
