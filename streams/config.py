@@ -1,0 +1,77 @@
+"""Worker configuration: ``TXMON_WORKER__*`` environment variables, separate from the shared settings.
+
+>>> c = WorkerConfig(instance_id="w1", batch_size=64)
+>>> c.transactional_id
+'txmon-scorer-w1'
+>>> c.policy.mode
+'threshold'
+"""
+
+from __future__ import annotations
+
+import socket
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class PolicyConfig(BaseModel):
+    """When a score becomes an alert, and how severe it is."""
+
+    mode: Literal["threshold", "budget"] = "threshold"
+    threshold: float = Field(0.8, ge=0.0, le=1.0)
+    # budget mode: alerts per UTC day over the whole topic, shared evenly between its partitions;
+    # ``threshold`` is then the floor below which nothing alerts whatever the budget.
+    daily_budget: int = Field(1000, ge=0)
+    # Alerts allowed ahead of the day's even pace, so a morning burst is not silenced.
+    burst: int = Field(20, ge=0)
+    critical_bypasses_budget: bool = True
+    # Severity by score: the first band whose lower bound the score reaches, else "low".
+    critical: float = Field(0.97, ge=0.0, le=1.0)
+    high: float = Field(0.92, ge=0.0, le=1.0)
+    medium: float = Field(0.85, ge=0.0, le=1.0)
+    max_reasons: int = Field(5, ge=0, le=32)
+
+
+class RuleConfig(BaseModel):
+    """Deterministic AML/fraud rules reported next to the model's reasons (never instead of them)."""
+
+    large_amount: float = 10_000.0
+    # Amounts just under a cash-reporting threshold: the classic structuring pattern.
+    reporting_threshold: float = 10_000.0
+    structuring_band: float = 0.1
+    high_risk_countries: tuple[str, ...] = ("KP", "IR", "MM")
+    risky_counterparty_rate: float = 0.2
+
+
+class WorkerConfig(BaseSettings):
+    """Everything the scoring worker can be told; see the README section on the worker."""
+
+    model_config = SettingsConfigDict(env_prefix="TXMON_WORKER__", env_nested_delimiter="__",
+                                      extra="ignore")
+
+    group_id: str = "txmon-scorer"
+    # Stable per deployment slot (a StatefulSet ordinal, a systemd instance name): a restarted worker
+    # with the same id fences its dead predecessor and aborts its open transaction at once.
+    instance_id: str = Field(default_factory=socket.gethostname)
+    batch_size: int = Field(256, ge=1, le=10_000)
+    max_wait_ms: int = Field(20, ge=1, le=60_000)
+    transaction_timeout_ms: int = Field(30_000, ge=1_000)
+    session_timeout_ms: int = Field(10_000, ge=1_000)
+    # Transactions per account remembered for joining late labels (counterparty and score).
+    label_index_size: int = Field(512, ge=0)
+    credit_tx_types: tuple[str, ...] = ("transfer",)
+    store: Literal["memory"] = "memory"
+    model_dir: Path | None = None
+    intra_op_threads: int = Field(1, ge=1)
+    # /metrics (Prometheus) and /health; 0 picks a free port (tests), -1 serves neither.
+    metrics_host: str = "0.0.0.0"
+    metrics_port: int = Field(9100, ge=-1, le=65535)
+    policy: PolicyConfig = PolicyConfig()
+    rules: RuleConfig = RuleConfig()
+
+    @property
+    def transactional_id(self) -> str:
+        return f"{self.group_id}-{self.instance_id}"

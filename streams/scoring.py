@@ -1,0 +1,280 @@
+"""The scoring core: one micro-batch of consumed records in, every record it must produce out.
+
+Pure with respect to Kafka: :meth:`ScoringCore.process` takes records (from any of the worker's input
+topics, in offset order per partition) and returns the outputs — scores, alerts, dead letters,
+re-keyed credit sides, counterparty-label events, drift events and changelog records — that the
+transactional adapter (:mod:`streams.worker`) then writes *in one Kafka transaction* together with
+the consumed offsets. The in-memory tables are updated as it goes; if the transaction then fails the
+worker exits and a restart restores them from the committed changelog (crash-only: nothing is
+half-applied).
+
+Per transaction: decode against the contract (a bad one is a dead letter, never a crash), encode with
+the account's history *before* it and the counterparty's risk (the same ``models.features`` code as
+training), fold it into the history, and, after one ONNX call for the whole batch, decide the alert
+with :class:`~streams.policy.AlertPolicy`. Only alerted transactions pay for ``Scorer.explain``.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+import numpy as np
+
+from streams.config import WorkerConfig
+from streams.dlq import dead_letter, from_contract_error
+from streams.policy import AlertPolicy
+from streams.rules import rule_hits
+from streams.tables import AccountTable, CounterpartyRisk
+from txmon.contracts import Alert, ContractError, Drift, Label, Score, Transaction, decode
+from txmon.settings import Settings
+
+
+@dataclass(frozen=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+@dataclass(frozen=True)
+class Output:
+    topic: str
+    key: bytes | None
+    value: bytes
+    partition: int | None = None
+
+
+@dataclass(frozen=True)
+class Topics:
+    """Every topic the worker reads or writes; internal ones are named after the consumer group."""
+
+    transactions: str
+    labels: str
+    scores: str
+    alerts: str
+    dlq: str
+    drift: str
+    models: str
+    credits: str
+    changelog: str
+    counterparty: str
+
+    @classmethod
+    def from_settings(cls, settings: Settings, group_id: str) -> Topics:
+        internal = f"{settings.topics.prefix}{group_id}"
+        return cls(transactions=settings.topic("transactions"), labels=settings.topic("labels"),
+                   scores=settings.topic("scores"), alerts=settings.topic("alerts"),
+                   dlq=settings.topic("dlq"), drift=settings.topic("drift"),
+                   models=settings.topic("models"), credits=f"{internal}-credits",
+                   changelog=f"{internal}-accounts-changelog",
+                   counterparty=f"{internal}-counterparty-labels")
+
+    @property
+    def inputs(self) -> tuple[str, str, str]:
+        """Co-partitioned by account and consumed by one group: same partition numbers, same owner."""
+        return (self.transactions, self.credits, self.labels)
+
+
+class Model(Protocol):
+    """What the core needs of ``models.scorer.Scorer``."""
+
+    version: str
+    encoder: Any
+
+    def score(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]: ...
+
+    def explain(self, model_input: Any) -> list[Any]: ...
+
+
+@dataclass(frozen=True)
+class ScoredBatch:
+    """What the drift monitor sees after each scored batch."""
+
+    model_version: str
+    transactions: list[Transaction]
+    inputs: dict[str, np.ndarray]
+    scores: np.ndarray
+    embeddings: np.ndarray
+    alerted: np.ndarray
+
+
+class BatchObserver(Protocol):
+    """The drift hook: fed in-process, returns Drift events to publish in the same transaction."""
+
+    def on_batch(self, batch: ScoredBatch) -> list[Drift]: ...
+
+    def on_label(self, label: Label, score: float | None, model_version: str) -> list[Drift]: ...
+
+
+@dataclass
+class BatchResult:
+    outputs: list[Output] = field(default_factory=list)
+    scored: int = 0
+    alerts: list[Alert] = field(default_factory=list)
+    dead: list[tuple[str, str]] = field(default_factory=list)  # (stage, field)
+    duplicates: int = 0
+    credits: int = 0
+    labels: int = 0
+    unmatched_labels: int = 0
+    scoring_seconds: float = 0.0
+    event_times: list[datetime] = field(default_factory=list)
+    ingest_ms: list[int] = field(default_factory=list)
+
+
+@dataclass
+class _Pending:
+    record: Record
+    tx: Transaction
+    model_input: Any
+
+
+def positive_rate(features: Any, risk: dict[str, Any], at: datetime) -> float:
+    """Decayed share of a counterparty's labelled transactions that were fraud/SAR (0 when none)."""
+    labelled, rate = features.risk_numbers(risk, features.epoch_seconds(at))
+    return rate if labelled >= 1.0 else 0.0
+
+
+class ScoringCore:
+    def __init__(self, topics: Topics, config: WorkerConfig, features: Any, accounts: AccountTable,
+                 risk: CounterpartyRisk, policy: AlertPolicy, observer: BatchObserver | None = None):
+        self.topics = topics
+        self.config = config
+        self.features = features
+        self.accounts = accounts
+        self.risk = risk
+        self.policy = policy
+        self.observer = observer
+
+    # -- one batch -------------------------------------------------------------------------
+    def process(self, records: list[Record], model: Model) -> BatchResult:
+        out = BatchResult()
+        pending: list[_Pending] = []
+        for r in records:
+            if r.topic == self.topics.transactions:
+                self._transaction(r, model, out, pending)
+            elif r.topic == self.topics.credits:
+                self._credit(r, out)
+            elif r.topic == self.topics.labels:
+                self._label(r, model, out)
+        if pending:
+            self._score(pending, model, out)
+        for partition, key, value in self.accounts.changelog():
+            out.outputs.append(Output(self.topics.changelog, key, value, partition))
+        return out
+
+    def _dead(self, r: Record, out: BatchResult, exc: ContractError | None = None, *,
+              field_: str | None = None, error: str = "", stage: str = "decode") -> None:
+        dl = (from_contract_error(r.topic, r.partition, r.offset, r.key, r.value, exc, stage=stage)
+              if exc is not None else
+              dead_letter(r.topic, r.partition, r.offset, r.key, r.value, field_, error, stage=stage))
+        out.outputs.append(Output(self.topics.dlq, r.key, dl.to_bytes()))
+        out.dead.append((dl.stage, dl.error_field or ""))
+
+    def _transaction(self, r: Record, model: Model, out: BatchResult, pending: list[_Pending]) -> None:
+        try:
+            tx = decode(Transaction, r.value)
+        except ContractError as exc:
+            self._dead(r, out, exc)
+            return
+        if r.key != tx.account_id.encode():
+            # Keyed by something else, it sits on another account's partition: its history would
+            # split between two workers. Refuse it loudly instead of scoring on half a history.
+            self._dead(r, out, field_="key", stage="partitioning",
+                       error=f"record key does not match account_id {tx.account_id!r}")
+            return
+        entry = self.accounts.get(tx.account_id, r.partition)
+        if entry.seen(tx.tx_id):
+            out.duplicates += 1  # a publisher retry: it already has its one score
+            return
+        try:
+            model_input = model.encoder.encode(entry.state, tx, self.risk.get(tx.counterparty_id))
+            entry.state = self.features.update_account_state(entry.state, tx)
+        except Exception as exc:  # a feature bug must not stop the stream; the DLQ shows it
+            self._dead(r, out, field_="(features)", error=f"{type(exc).__name__}: {exc}",
+                       stage="features")
+            return
+        entry.remember(tx.tx_id, tx.counterparty_id, None, self.config.label_index_size)
+        self.accounts.touch(tx.account_id)
+        pending.append(_Pending(r, tx, model_input))
+        if (tx.tx_type in self.config.credit_tx_types and tx.direction == "debit"
+                and tx.counterparty_id != tx.account_id):
+            out.outputs.append(Output(self.topics.credits, tx.counterparty_id.encode(), r.value or b""))
+
+    def _credit(self, r: Record, out: BatchResult) -> None:
+        try:
+            tx = decode(Transaction, r.value)
+        except ContractError as exc:
+            self._dead(r, out, exc)
+            return
+        entry = self.accounts.get(tx.counterparty_id, r.partition)
+        entry.state = self.features.update_account_state(entry.state, tx, as_counterparty=True)
+        self.accounts.touch(tx.counterparty_id)
+        out.credits += 1
+
+    def _label(self, r: Record, model: Model, out: BatchResult) -> None:
+        try:
+            label = decode(Label, r.value)
+        except ContractError as exc:
+            self._dead(r, out, exc)
+            return
+        out.labels += 1
+        entry = self.accounts.peek(label.account_id)
+        item = entry.find(label.tx_id) if entry is not None else None
+        if item is None:
+            out.unmatched_labels += 1
+            score = None
+        else:
+            _, counterparty, score = item
+            out.outputs.append(Output(self.topics.counterparty, counterparty.encode(),
+                                      CounterpartyRisk.event(counterparty, label)))
+        if self.observer is not None:
+            self._drift(self.observer.on_label(label, score, model.version), out)
+
+    def _score(self, pending: list[_Pending], model: Model, out: BatchResult) -> None:
+        batch = model.encoder.collate([p.model_input for p in pending])
+        t0 = time.perf_counter()
+        scores, embeddings = model.score(batch)
+        out.scoring_seconds = time.perf_counter() - t0
+        now = datetime.now(UTC)
+        now_ms = now.timestamp() * 1000
+        alerted = np.zeros(len(pending), dtype=bool)
+        for i, p in enumerate(pending):
+            tx, r = p.tx, p.record
+            score = min(1.0, max(0.0, float(scores[i])))
+            decision = self.policy.decide(score, tx.event_time, self.accounts.policy(r.partition))
+            entry = self.accounts.get(tx.account_id, r.partition)
+            entry.set_score(tx.tx_id, score)
+            key = tx.account_id.encode()
+            if decision.alert:
+                alerted[i] = True
+                reasons = model.explain(p.model_input)[: self.config.policy.max_reasons]
+                rate = positive_rate(self.features, self.risk.get(tx.counterparty_id), tx.event_time)
+                alert = Alert(tx_id=tx.tx_id, account_id=tx.account_id, score=score,
+                              threshold=decision.threshold, model_version=model.version,
+                              severity=decision.severity, reasons=reasons,
+                              rule_hits=rule_hits(tx, rate, self.config.rules),
+                              created_at=now)
+                out.alerts.append(alert)
+                out.outputs.append(Output(self.topics.alerts, key, alert.to_bytes()))
+            s = Score(tx_id=tx.tx_id, account_id=tx.account_id, score=score,
+                      model_version=model.version, alerted=decision.alert,
+                      latency_ms=max(0.0, now_ms - r.timestamp_ms), event_time=tx.event_time,
+                      scored_at=now)
+            out.outputs.append(Output(self.topics.scores, key, s.to_bytes()))
+            out.event_times.append(tx.event_time)
+            out.ingest_ms.append(r.timestamp_ms)
+        out.scored += len(pending)
+        if self.observer is not None:
+            self._drift(self.observer.on_batch(ScoredBatch(
+                model.version, [p.tx for p in pending], batch, np.asarray(scores),
+                np.asarray(embeddings), alerted)), out)
+
+    def _drift(self, events: list[Drift], out: BatchResult) -> None:
+        for ev in events or ():
+            out.outputs.append(Output(self.topics.drift, ev.champion_version.encode(), ev.to_bytes()))
