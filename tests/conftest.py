@@ -50,8 +50,8 @@ def kafka_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cluster]
     home = tmp_path_factory.mktemp("kafka-home")
     cluster = Cluster(home, ClusterPlan(port=free_port_block(brokers), brokers=brokers),
                       heap="768m" if brokers == 1 else "384m")
-    cluster.up(timeout=180)
     try:
+        cluster.up(timeout=180)
         yield cluster
     finally:
         cluster.down()

@@ -102,6 +102,8 @@ class BrokerSettings(BaseModel):
     brokers: int = Field(1, ge=1, le=5)
     heap: str = "1g"
     kafka_version: str = "4.1.1"
+    # Also listen with SASL_SSL (SCRAM-SHA-256/512) on port + 200, with a local CA.
+    secure: bool = False
 
 
 class Settings(BaseSettings):

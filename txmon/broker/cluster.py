@@ -18,8 +18,10 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from txmon.broker import security
 from txmon.broker.config import ClusterPlan, Node, render
 from txmon.broker.jars import BrokerSetupError, jars_cache, resolve
+from txmon.broker.security import SecurityFiles
 
 
 @dataclass(frozen=True)
@@ -88,6 +90,32 @@ class Cluster:
             self._wait_port(node, deadline)
         wait_ready(self.bootstrap_servers, expected_brokers=self.plan.brokers,
                    timeout=max(1.0, deadline - time.monotonic()))
+        if self.plan.secure:
+            self._ensure_scram_user()
+
+    def security(self) -> SecurityFiles:
+        """The CA, server certificate and SCRAM credential of the SASL_SSL listener."""
+        return security.ensure(self.root / "security", self.plan.host)
+
+    def _ensure_scram_user(self) -> None:
+        # Through the admin API on the loopback listener, so the password never sits in a
+        # command line (``kafka-storage format --add-scram`` would put it in ``ps``).
+        from kafka import KafkaAdminClient
+        from kafka.admin import ScramMechanism, UserScramCredentialUpsertion
+
+        sec = self.security()
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap_servers.split(","),
+                                 client_id="txmon-setup")
+        try:
+            for mechanism in (ScramMechanism.SCRAM_SHA_256, ScramMechanism.SCRAM_SHA_512):
+                # One credential per request: Kafka refuses two alterations of one user at once.
+                errors = admin.alter_user_scram_credentials([UserScramCredentialUpsertion(
+                    sec.username, mechanism, sec.password)])
+                failed = {u: e for u, e in (errors or {}).items() if e}
+                if failed:
+                    raise BrokerSetupError(f"could not create the SCRAM user: {failed}")
+        finally:
+            admin.close()
 
     def down(self, grace: float = 30.0) -> None:
         for node in reversed(self.plan.nodes):
@@ -142,7 +170,11 @@ class Cluster:
         d = self.node_dir(node)
         data = d / "data"
         (d / "logs").mkdir(parents=True, exist_ok=True)
-        (d / "server.properties").write_text(render(self.plan, node, str(data)))
+        tls = None
+        if self.plan.secure:
+            sec = self.security()
+            tls = (str(sec.server_pem), str(sec.ca_pem))
+        (d / "server.properties").write_text(render(self.plan, node, str(data), tls))
         if (data / "meta.properties").exists():
             return
         _java(libs, ["kafka.tools.StorageTool", "format", "-t", cluster_id,

@@ -14,6 +14,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 CONTROLLER_OFFSET = 100  # controller listener of node i: port + 100 + i
+SECURE_OFFSET = 200  # SASL_SSL client listener of node i, when secure: port + 200 + i
 
 
 @dataclass(frozen=True)
@@ -22,6 +23,7 @@ class Node:
     host: str
     broker_port: int
     controller_port: int
+    secure_port: int | None = None
 
 
 @dataclass(frozen=True)
@@ -30,11 +32,18 @@ class ClusterPlan:
     port: int = 9092
     brokers: int = 1
     partitions: int = 6
+    # Adds a SASL_SSL (SCRAM) client listener; PLAINTEXT stays on loopback for inter-broker traffic.
+    secure: bool = False
 
     @property
     def nodes(self) -> list[Node]:
-        return [Node(i + 1, self.host, self.port + i, self.port + CONTROLLER_OFFSET + i)
+        return [Node(i + 1, self.host, self.port + i, self.port + CONTROLLER_OFFSET + i,
+                     self.port + SECURE_OFFSET + i if self.secure else None)
                 for i in range(self.brokers)]
+
+    @property
+    def secure_bootstrap_servers(self) -> str:
+        return ",".join(f"{n.host}:{n.secure_port}" for n in self.nodes if n.secure_port)
 
     @property
     def bootstrap_servers(self) -> str:
@@ -45,8 +54,8 @@ class ClusterPlan:
         return ",".join(f"{n.node_id}@{n.host}:{n.controller_port}" for n in self.nodes)
 
 
-def render(plan: ClusterPlan, node: Node, log_dir: str) -> str:
-    """``server.properties`` for one node of the plan."""
+def render(plan: ClusterPlan, node: Node, log_dir: str, tls: tuple[str, str] | None = None) -> str:
+    """``server.properties`` for one node of the plan; ``tls`` = (server PEM, CA PEM) when secure."""
     replicas = min(plan.brokers, 3)
     min_isr = 1 if replicas == 1 else 2
     props = {
@@ -77,4 +86,20 @@ def render(plan: ClusterPlan, node: Node, log_dir: str) -> str:
         "num.network.threads": 2,
         "num.io.threads": 4,
     }
+    if node.secure_port is not None:
+        if tls is None:
+            raise ValueError("a secure plan needs its TLS files")
+        props["listeners"] += f",SASL_SSL://{node.host}:{node.secure_port}"
+        props["advertised.listeners"] += f",SASL_SSL://{node.host}:{node.secure_port}"
+        props["listener.security.protocol.map"] += ",SASL_SSL:SASL_SSL"
+        scram = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        props |= {
+            "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scram,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram,
+            "listener.name.sasl_ssl.ssl.keystore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.keystore.location": tls[0],
+            "listener.name.sasl_ssl.ssl.truststore.type": "PEM",
+            "listener.name.sasl_ssl.ssl.truststore.location": tls[1],
+        }
     return "".join(f"{k}={v}\n" for k, v in props.items())

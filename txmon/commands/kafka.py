@@ -20,9 +20,10 @@ Brokers = Annotated[int | None, typer.Option("--brokers", help="nodes: 1, or 3 f
 Port = Annotated[int | None, typer.Option("--port", help="first broker port (default 9092)")]
 
 
-def _settings(port: int | None, brokers: int | None) -> Settings:
+def _settings(port: int | None, brokers: int | None, secure: bool | None = None) -> Settings:
     s = get_settings()
-    update = {k: v for k, v in {"port": port, "brokers": brokers}.items() if v is not None}
+    update = {k: v for k, v in {"port": port, "brokers": brokers, "secure": secure}.items()
+              if v is not None}
     if update:
         s = s.model_copy(update={"broker": s.broker.model_copy(update=update)})
     return s
@@ -41,12 +42,14 @@ def _client_settings(s: Settings, bootstrap: str) -> Settings:
 @kafka_app.command()
 def up(port: Port = None, brokers: Brokers = None,
        partitions: Annotated[int | None, typer.Option(help="partitions per topic")] = None,
-       topics: Annotated[bool, typer.Option(help="create txmon's topics")] = True) -> None:
+       topics: Annotated[bool, typer.Option(help="create txmon's topics")] = True,
+       secure: Annotated[bool | None, typer.Option(
+           "--secure", help="also listen with SASL_SSL (SCRAM) on port+200, local CA")] = None) -> None:
     """Start the broker (formats storage on first start) and create txmon's topics. Idempotent."""
     from txmon.broker import BrokerSetupError
     from txmon.broker.topics import ensure_topics
 
-    s = _settings(port, brokers)
+    s = _settings(port, brokers, secure)
     cluster = _cluster(s)
     t0 = time.monotonic()
     try:
@@ -62,6 +65,11 @@ def up(port: Port = None, brokers: Brokers = None,
                   f"in {time.monotonic() - t0:.1f}s; data in {cluster.root}")
     if created:
         console.print(f"created topics: {', '.join(created)}")
+    if cluster.plan.secure:
+        sec = cluster.security()
+        console.print(f"SASL_SSL listener: {cluster.plan.secure_bootstrap_servers} "
+                      f"(SCRAM-SHA-512, user {sec.username!r}; CA {sec.ca_pem}; password in "
+                      f"{sec.ca_pem.parent / 'scram.json'}, readable by you only)")
 
 
 @kafka_app.command()
