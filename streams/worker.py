@@ -1,0 +1,427 @@
+"""The scoring worker: a transactional consume -> score -> produce loop on aiokafka.
+
+**What is guaranteed.** For every record of ``txmon.transactions`` that reaches the worker's consumer
+group, exactly one :class:`~txmon.contracts.Score` (or, if it breaks its contract, exactly one
+DeadLetter) is visible to consumers that read ``txmon.scores`` / ``txmon.alerts`` / ``txmon.dlq`` with
+``isolation_level=read_committed`` — across crashes (``kill -9``), restarts and rebalances between
+live workers. Each micro-batch is one Kafka transaction holding its outputs, the changelog records of
+the state it changed, and the consumed offsets (``send_offsets_to_transaction``): all become visible
+together or not at all. A crashed worker's open transaction is aborted when a worker with the same
+``instance_id`` starts (``InitProducerId`` fences the old producer epoch), or after
+``transaction_timeout_ms`` otherwise; its partitions restart from the last committed offsets with the
+state of the last committed changelog, so a replay recomputes the same outputs and only one copy ever
+commits. Consumers reading ``read_uncommitted`` can see aborted copies: they must read committed.
+
+**What is not.** Zombie fencing across *different* instance ids: aiokafka's
+``send_offsets_to_transaction`` does not carry the consumer-group generation (KIP-447), so a worker
+that stalls longer than ``session_timeout_ms`` without dying, loses its partitions, and then wakes up
+inside a transaction could still commit that one batch. The rebalance listener narrows this (revocation
+waits for the in-flight transaction; records fetched before a rebalance are discarded) but cannot close
+it; run one process per ``instance_id`` and keep batches far shorter than the session timeout.
+
+**Why not Faust's agent runtime.** faust-streaming 0.15's ``exactly_once`` puts each *output* record in
+the transaction of the output record's partition (``faust/transport/consumer.py``, ``send``:
+``transactional_id = f"{app.conf.id}-{group}-{p}"`` with ``p`` the output partition), not the
+transaction of the input partition that produced it, commits offsets on a timer independent of
+``stream.take`` buffers (issue 606), logs and swallows fenced/begin errors
+(``faust/transport/drivers/aiokafka.py``, ``begin_transaction``) and duplicates under rebalances
+(issues 323, 517). None of that can give the guarantee above, so the loop is written on the same
+aiokafka client Faust uses. ``getmany(max_records=batch_size, timeout_ms=max_wait_ms)`` is the
+micro-batch ``stream.take(batch_size, within=max_wait)`` would be.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.abc import ConsumerRebalanceListener
+from aiokafka.coordinator.assignors.range import RangePartitionAssignor
+
+from streams.config import WorkerConfig
+from streams.hotswap import ModelSlot, Refusal, load_scorer
+from streams.metrics import WorkerMetrics
+from streams.policy import AlertPolicy
+from streams.scoring import BatchObserver, BatchResult, Output, Record, ScoringCore, Topics
+from streams.tables import AccountTable, CounterpartyRisk
+from txmon.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def ensure_worker_topics(settings: Settings, topics: Topics) -> int:
+    """Create the shared topics and the worker's internal ones; returns the input partition count."""
+    from kafka.admin import NewTopic
+    from kafka.errors import TopicAlreadyExistsError
+
+    from txmon.broker.topics import admin_client, ensure_topics
+
+    ensure_topics(settings)
+    admin = admin_client(settings)
+    try:
+        described = {d["name"]: len(d["partitions"]) for d in admin.describe_topics([topics.transactions])}
+        n = described[topics.transactions]
+        rf = settings.topics.replication_factor
+        compacted = {"cleanup.policy": "compact", "min.compaction.lag.ms": "60000"}
+        wanted = [
+            NewTopic(topics.credits, n, rf,
+                     topic_configs={"retention.ms": str(settings.topics.retention_ms)}),
+            NewTopic(topics.changelog, n, rf, topic_configs=compacted),
+            # Label events are folded, not compacted: every event counts.
+            NewTopic(topics.counterparty, n, rf, topic_configs={"retention.ms": "-1"}),
+        ]
+        existing = set(admin.list_topics())
+        missing = [t for t in wanted if t.name not in existing]
+        if missing:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics(missing, timeout_ms=30000)
+        return n
+    finally:
+        admin.close()
+
+
+async def read_to_end(settings: Settings, tps: list[TopicPartition],
+                      apply: Callable[[int, list[Any]], None], *, client_id: str) -> int:
+    """Read partitions from the beginning up to their last stable offset (read_committed)."""
+    if not tps:
+        return 0
+    consumer = AIOKafkaConsumer(**settings.kafka.aiokafka_config() | {"client_id": client_id},
+                                enable_auto_commit=False, isolation_level="read_committed",
+                                auto_offset_reset="earliest")
+    await consumer.start()
+    n = 0
+    try:
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        ends = await consumer.end_offsets(tps)
+        remaining = {tp for tp in tps if ends[tp] > 0}
+        while remaining:
+            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=5000)
+            for tp, recs in batches.items():
+                apply(tp.partition, recs)
+                n += len(recs)
+            for tp in list(remaining):
+                if await consumer.position(tp) >= ends[tp]:
+                    remaining.discard(tp)
+    finally:
+        await consumer.stop()
+    return n
+
+
+@dataclass
+class Health:
+    started_at: float = field(default_factory=time.time)
+    assigned: list[int] = field(default_factory=list)
+    last_batch_at: float | None = None
+    restoring: bool = True
+    fatal: str | None = None
+    committed_batches: int = 0
+    scored: int = 0
+
+    def snapshot(self, model_version: str | None) -> tuple[bool, dict[str, Any]]:
+        ok = self.fatal is None and not self.restoring and model_version is not None
+        return ok, {"status": "ok" if ok else "unavailable", "model_version": model_version,
+                    "assigned_partitions": self.assigned, "restoring": self.restoring,
+                    "last_batch_at": self.last_batch_at, "committed_batches": self.committed_batches,
+                    "scored": self.scored, "fatal": self.fatal,
+                    "uptime_s": round(time.time() - self.started_at, 1)}
+
+
+class _Rebalance(ConsumerRebalanceListener):
+    def __init__(self, worker: Worker):
+        self.w = worker
+
+    async def on_partitions_revoked(self, revoked: set[TopicPartition]) -> None:
+        # Waits for the in-flight batch's transaction to commit: its offsets are then committed
+        # before the partitions' next owner fetches them.
+        async with self.w.lock:
+            self.w.generation += 1
+            parts = {tp.partition for tp in revoked}
+            self.w.accounts.drop_partitions(parts)
+            log.info("revoked partitions %s", sorted(parts))
+
+    async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        async with self.w.lock:
+            self.w.generation += 1
+            parts = sorted({tp.partition for tp in assigned})
+            self.w.health.restoring = True
+            t0 = time.perf_counter()
+            n = await self.w.restore(parts)
+            self.w.health.assigned = parts
+            self.w.health.restoring = False
+            log.info("assigned partitions %s; restored %d changelog records in %.2fs",
+                     parts, n, time.perf_counter() - t0)
+
+
+class Worker:
+    """One scoring worker process; :meth:`run` until :meth:`stop` (or SIGTERM)."""
+
+    def __init__(self, settings: Settings, config: WorkerConfig, *,
+                 observer: BatchObserver | None = None, loader: Callable[..., Any] | None = None,
+                 metrics: WorkerMetrics | None = None):
+        import models.features as features
+
+        self.settings = settings
+        self.config = config
+        self.topics = Topics.from_settings(settings, config.group_id)
+        self.metrics = metrics or WorkerMetrics()
+        self.health = Health()
+        self.lock = asyncio.Lock()
+        self.generation = 0
+        self._stopping = asyncio.Event()
+        self.features = features
+        self.accounts = AccountTable(features.new_account_state, AlertPolicy.new_state)
+        self.risk = CounterpartyRisk(features.new_counterparty_risk, features.update_counterparty_risk)
+        self.observer = observer
+        self.slot = ModelSlot(loader or (lambda d, sha: load_scorer(d, sha, settings,
+                                                                    config.intra_op_threads)))
+        self.slot.on_swap = self._swapped
+        self.slot.on_refusal = lambda r: self.metrics.model_rejected.inc()
+        self._positions: dict[TopicPartition, int] = {}
+        self.core: ScoringCore | None = None
+        self.consumer: AIOKafkaConsumer | None = None
+        self.producer: AIOKafkaProducer | None = None
+        self.web_port: int | None = None
+
+    def _swapped(self, model: Any) -> None:
+        self.metrics.model.info({"version": str(model.version)})
+        self.metrics.model_swaps.inc()
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    # -- state -----------------------------------------------------------------------------
+    async def restore(self, partitions: list[int]) -> int:
+        tps = [TopicPartition(self.topics.changelog, p) for p in partitions]
+
+        def apply(p: int, recs: list[Any]) -> None:
+            self.accounts.restore(p, ((r.key, r.value) for r in recs))
+
+        return await read_to_end(self.settings, tps, apply,
+                                 client_id=f"{self.config.transactional_id}-restore")
+
+    async def _follow(self, topic: str, apply: Callable[[Any], Any], ready: asyncio.Event,
+                      name: str) -> None:
+        """Read a topic's every partition from the start, forever; ``ready`` once caught up."""
+        consumer = AIOKafkaConsumer(**self.settings.kafka.aiokafka_config()
+                                    | {"client_id": f"{self.config.transactional_id}-{name}"},
+                                    enable_auto_commit=False, isolation_level="read_committed",
+                                    auto_offset_reset="earliest")
+        await consumer.start()
+        try:
+            parts = consumer.partitions_for_topic(topic) or set()
+            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            consumer.assign(tps)
+            await consumer.seek_to_beginning(*tps)
+            ends = await consumer.end_offsets(tps)
+            while not self._stopping.is_set():
+                batches = await consumer.getmany(timeout_ms=200, max_records=1000)
+                for recs in batches.values():
+                    for r in recs:
+                        res = apply(r)
+                        if asyncio.iscoroutine(res):
+                            await res
+                if not ready.is_set() and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                    ready.set()
+        finally:
+            await consumer.stop()
+
+    async def _on_model_record(self, r: Any) -> None:
+        await self.slot.offer(r.value, r.topic, r.partition, r.offset)
+
+    # -- the loop --------------------------------------------------------------------------
+    async def run(self) -> None:
+        cfg, s = self.config, self.settings
+        partitions = await asyncio.to_thread(ensure_worker_topics, s, self.topics)
+        self.core = ScoringCore(self.topics, cfg, self.features, self.accounts, self.risk,
+                                AlertPolicy(cfg.policy, partitions), self.observer)
+        web = await self._start_web() if cfg.metrics_port >= 0 else None
+        if cfg.model_dir is not None:
+            self.slot.install(await asyncio.to_thread(load_scorer, cfg.model_dir, None, s,
+                                                      cfg.intra_op_threads))
+        risk_ready, models_ready = asyncio.Event(), asyncio.Event()
+        followers = [
+            asyncio.create_task(self._follow(self.topics.counterparty, lambda r: self.risk.apply(r.value),
+                                             risk_ready, "risk")),
+            asyncio.create_task(self._follow(self.topics.models, self._on_model_record, models_ready,
+                                             "models")),
+        ]
+        try:
+            await self._wait_ready(followers, risk_ready, models_ready)
+            # The producer first: its InitProducerId aborts a dead predecessor's open transaction
+            # before this worker reads committed state.
+            self.producer = AIOKafkaProducer(
+                **s.kafka.aiokafka_config() | {"client_id": cfg.transactional_id},
+                transactional_id=cfg.transactional_id, enable_idempotence=True, acks="all",
+                transaction_timeout_ms=cfg.transaction_timeout_ms, linger_ms=2,
+                max_batch_size=256 * 1024)
+            await self.producer.start()
+            self.consumer = AIOKafkaConsumer(
+                **s.kafka.aiokafka_config() | {"client_id": cfg.transactional_id},
+                group_id=cfg.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
+                isolation_level="read_committed", partition_assignment_strategy=(RangePartitionAssignor,),
+                session_timeout_ms=cfg.session_timeout_ms, max_poll_records=cfg.batch_size,
+                fetch_max_wait_ms=min(cfg.max_wait_ms, 500))
+            await self.consumer.start()
+            self.consumer.subscribe(list(self.topics.inputs), listener=_Rebalance(self))
+            await self._loop(followers)
+        except Exception as exc:
+            self.health.fatal = f"{type(exc).__name__}: {exc}"
+            raise
+        finally:
+            self._stopping.set()
+            for t in followers:
+                t.cancel()
+            await asyncio.gather(*followers, return_exceptions=True)
+            if self.consumer is not None:
+                await self.consumer.stop()
+            if self.producer is not None:
+                await self.producer.stop()
+            if web is not None:
+                await web.cleanup()
+
+    async def _wait_ready(self, followers: list[asyncio.Task], *events: asyncio.Event) -> None:
+        while not all(e.is_set() for e in events):
+            for t in followers:
+                if t.done():
+                    t.result()  # re-raise what stopped a follower
+            await asyncio.sleep(0.05)
+        while self.slot.current is None and self.slot.for_next_batch() is None:
+            if self._stopping.is_set():
+                return
+            log.warning("no model to serve yet: waiting for a promoted event on %s", self.topics.models)
+            await asyncio.sleep(1.0)
+
+    async def _loop(self, followers: list[asyncio.Task]) -> None:
+        assert self.consumer is not None and self.core is not None
+        cfg = self.config
+        last_lag = 0.0
+        while not self._stopping.is_set():
+            for t in followers:
+                if t.done():
+                    t.result()
+            generation = self.generation
+            batches = await self.consumer.getmany(timeout_ms=cfg.max_wait_ms, max_records=cfg.batch_size)
+            async with self.lock:
+                if generation != self.generation:
+                    continue  # fetched before a rebalance: the new assignment re-fetches it
+                assigned = self.consumer.assignment()
+                records = [Record(tp.topic, tp.partition, r.offset, r.key, r.value, r.timestamp)
+                           for tp, recs in batches.items() if tp in assigned for r in recs]
+                refusals = self.slot.drain_refusals()
+                if records or refusals:
+                    await self._transact(records, refusals)
+            if time.monotonic() - last_lag > 2.0:
+                last_lag = time.monotonic()
+                self._update_lag()
+
+    async def _transact(self, records: list[Record], refusals: list[Refusal]) -> None:
+        assert self.producer is not None and self.core is not None
+        t0 = time.perf_counter()
+        model = self.slot.for_next_batch()
+        result = self.core.process(records, model) if records else BatchResult()
+        result.outputs.extend(Output(self.topics.dlq, r.version.encode(), r.letter.to_bytes())
+                              for r in refusals)
+        offsets: dict[TopicPartition, int] = {}
+        for r in records:
+            tp = TopicPartition(r.topic, r.partition)
+            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        try:
+            async with self.producer.transaction():
+                futures = [await self.producer.send(o.topic, o.value, key=o.key, partition=o.partition)
+                           for o in result.outputs]
+                if offsets:
+                    await self.producer.send_offsets_to_transaction(offsets, self.config.group_id)
+            await asyncio.gather(*futures)
+        except Exception:
+            self.metrics.transactions.labels("failed").inc()
+            # The tables already hold this batch's changes; only a restore from the committed
+            # changelog makes them true again. Crash-only: stop, let the supervisor restart us.
+            log.exception("transaction failed; exiting so a restart restores committed state")
+            raise
+        self.metrics.transactions.labels("committed").inc()
+        self._positions.update(offsets)
+        self._observe(result, len(records), time.perf_counter() - t0, refusals)
+
+    def _observe(self, result: BatchResult, n: int, seconds: float, refusals: list[Refusal]) -> None:
+        m, h = self.metrics, self.health
+        now = time.time()
+        h.last_batch_at = now
+        h.committed_batches += 1
+        h.scored += result.scored
+        if n:
+            m.batch_size.observe(n)
+            m.batch_seconds.observe(seconds)
+        if result.scored:
+            m.scoring_seconds.observe(result.scoring_seconds)
+            m.scores.inc(result.scored)
+            m.events.labels("transaction", "scored").inc(result.scored)
+        for et in result.event_times:
+            m.e2e_event_seconds.observe(max(0.0, now - et.timestamp()))
+        for ms in result.ingest_ms:
+            m.e2e_ingest_seconds.observe(max(0.0, now - ms / 1000))
+        for a in result.alerts:
+            m.alerts.labels(a.severity).inc()
+        for stage, fld in result.dead:
+            m.dead_letters.labels(f"{stage}:{fld}").inc()
+        for _ in refusals:
+            m.dead_letters.labels("model_load:artifact").inc()
+        if result.duplicates:
+            m.events.labels("transaction", "duplicate").inc(result.duplicates)
+        if result.credits:
+            m.events.labels("credit", "applied").inc(result.credits)
+        if result.labels:
+            m.events.labels("label", "joined").inc(result.labels - result.unmatched_labels)
+            m.unmatched_labels.inc(result.unmatched_labels)
+
+    def _update_lag(self) -> None:
+        assert self.consumer is not None
+        for tp in self.consumer.assignment():
+            high = self.consumer.highwater(tp)
+            done = self._positions.get(tp)
+            if high is not None and done is not None:
+                self.metrics.lag.labels(tp.topic, str(tp.partition)).set(max(0, high - done))
+
+    # -- http ------------------------------------------------------------------------------
+    async def _start_web(self) -> Any:
+        from aiohttp import web
+        from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+        async def metrics(_: web.Request) -> web.Response:
+            return web.Response(body=generate_latest(self.metrics.registry),
+                                headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        async def health(_: web.Request) -> web.Response:
+            ok, body = self.health.snapshot(self.slot.version)
+            return web.json_response(body, status=200 if ok else 503)
+
+        app = web.Application()
+        app.router.add_get("/metrics", metrics)
+        app.router.add_get("/health", health)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, self.config.metrics_host, self.config.metrics_port)
+        await site.start()
+        self.web_port = site._server.sockets[0].getsockname()[1]  # the real port when 0 was asked
+        log.info("metrics and health on http://%s:%d", self.config.metrics_host, self.web_port)
+        return runner
+
+
+def run_worker(settings: Settings, config: WorkerConfig, observer: BatchObserver | None = None) -> None:
+    """Run until SIGTERM/SIGINT: finishes the batch in flight, leaves the group, exits."""
+
+    async def main() -> None:
+        worker = Worker(settings, config, observer=observer)
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, worker.stop)
+        await worker.run()
+
+    asyncio.run(main())
