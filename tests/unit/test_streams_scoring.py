@@ -1,0 +1,206 @@
+"""The Kafka-free scoring core: one score per transaction, dead letters, credits, labels, changelog."""
+
+from __future__ import annotations
+
+import base64
+import json
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+import models.features as features
+from models.dataset import fit_spec
+from models.features import FeatureEncoder
+from models.toy import toy_frame
+from streams.config import PolicyConfig, WorkerConfig
+from streams.policy import AlertPolicy
+from streams.scoring import Record, ScoringCore, Topics
+from streams.tables import AccountTable, CounterpartyRisk
+from txmon.contracts import Alert, DeadLetter, Label, Reason, Score, Transaction, decode
+from txmon.frames import to_transaction
+from txmon.settings import Settings
+
+
+class TokenModel:
+    """A deterministic stand-in for the ONNX scorer: a fixed function of the real encoder's tokens."""
+
+    def __init__(self, encoder: FeatureEncoder, version: str = "m1", bias: float = 0.0):
+        self.encoder = encoder
+        self.version = version
+        self.bias = bias
+        self.calls = 0
+
+    def score(self, batch):
+        self.calls += 1
+        t = batch["tokens"].astype(np.float64)
+        raw = (t[:, -1, :] * np.arange(1, t.shape[2] + 1)).sum(axis=1) + 0.1 * t[:, :-1, :].sum(axis=(1, 2))
+        return 1 / (1 + np.exp(-(np.sin(raw) * 3 + self.bias))), t.mean(axis=1)
+
+    def explain(self, model_input):
+        return [Reason(feature="amount", description="amount far above the account's usual",
+                       contribution=0.4)]
+
+
+@pytest.fixture(scope="module")
+def frame():
+    return toy_frame(accounts=12, days=6, seed=3).sort_values("event_time").reset_index(drop=True)
+
+
+@pytest.fixture(scope="module")
+def encoder(frame):
+    return FeatureEncoder(fit_spec(frame, min_count=1), max_len=8)
+
+
+@pytest.fixture
+def topics():
+    return Topics.from_settings(Settings(), "g")
+
+
+def make_core(topics, threshold=0.8):
+    cfg = WorkerConfig(instance_id="t", policy=PolicyConfig(threshold=threshold))
+    accounts = AccountTable(features.new_account_state, AlertPolicy.new_state)
+    risk = CounterpartyRisk(features.new_counterparty_risk, features.update_counterparty_risk)
+    return ScoringCore(topics, cfg, features, accounts, risk, AlertPolicy(cfg.policy, 3))
+
+
+def tx_records(frame, topics, partitions=3):
+    out = []
+    offsets = [0] * partitions
+    for row in frame.to_dict("records"):
+        tx = to_transaction(row)
+        p = hash(tx.account_id) % partitions
+        out.append(Record(topics.transactions, p, offsets[p], tx.account_id.encode(), tx.to_bytes(),
+                          1_700_000_000_000))
+        offsets[p] += 1
+    return out
+
+
+def outputs_on(result, topic):
+    return [o for o in result.outputs if o.topic == topic]
+
+
+def test_every_valid_transaction_gets_exactly_one_score_and_bad_ones_dead_letters(frame, encoder, topics):
+    core, model = make_core(topics), TokenModel(encoder)
+    records = tx_records(frame, topics)
+    bad = [Record(topics.transactions, 0, 10_000, b"acc1", b'{"tx_id": "x", "amount": 1.5}', 0),
+           Record(topics.transactions, 1, 10_001, b"acc2", b"\xff\xfe", 0),
+           Record(topics.transactions, 2, 10_002, b"someone-else", records[0].value, 0)]
+    result = core.process(records + bad, model)
+    scores = [decode(Score, o.value) for o in outputs_on(result, topics.scores)]
+    assert sorted(s.tx_id for s in scores) == sorted(frame["tx_id"])
+    assert {s.model_version for s in scores} == {"m1"}
+    letters = [decode(DeadLetter, o.value) for o in outputs_on(result, topics.dlq)]
+    assert [(d.offset, d.stage) for d in letters] == [(10_000, "decode"), (10_001, "decode"),
+                                                      (10_002, "partitioning")]
+    assert base64.b64decode(letters[1].original) == b"\xff\xfe"
+    assert letters[0].error_field == "amount" and "float" in letters[0].error
+    assert letters[2].error_field == "key"
+    assert model.calls == 1  # one ONNX call for the micro-batch
+
+
+def test_alerts_follow_the_policy_and_carry_reasons_rules_and_version(frame, encoder, topics):
+    core = make_core(topics, threshold=0.7)
+    result = core.process(tx_records(frame, topics), TokenModel(encoder, "v7"))
+    scores = {s.tx_id: s for s in (decode(Score, o.value) for o in outputs_on(result, topics.scores))}
+    alerts = [decode(Alert, o.value) for o in outputs_on(result, topics.alerts)]
+    assert alerts, "the fixture must produce some alerts"
+    assert {a.tx_id for a in alerts} == {t for t, s in scores.items() if s.score >= 0.7}
+    assert all(scores[a.tx_id].alerted for a in alerts)
+    assert all(a.model_version == "v7" and a.reasons and a.threshold == 0.7 for a in alerts)
+    assert {a.severity for a in alerts} <= {"low", "medium", "high", "critical"}
+
+
+def test_replay_in_different_batch_sizes_gives_identical_scores(frame, encoder, topics):
+    """What makes a replay after a crash recompute the same outputs (only one copy ever commits)."""
+    records = tx_records(frame, topics)
+    one = make_core(topics).process(records, TokenModel(encoder))
+    core, model = make_core(topics), TokenModel(encoder)
+    pieces = []
+    for i in range(0, len(records), 7):
+        pieces += outputs_on(core.process(records[i:i + 7], model), topics.scores)
+
+    def by_tx(outs):
+        return {s.tx_id: s.score for s in (decode(Score, o.value) for o in outs)}
+
+    assert by_tx(pieces) == by_tx(outputs_on(one, topics.scores))
+
+
+def test_a_transaction_seen_twice_is_scored_once(frame, encoder, topics):
+    core, model = make_core(topics), TokenModel(encoder)
+    records = tx_records(frame, topics)[:20]
+    first = core.process(records, model)
+    again = core.process(records[:5], model)
+    assert len(outputs_on(first, topics.scores)) == 20
+    assert outputs_on(again, topics.scores) == [] and again.duplicates == 5
+
+
+def test_transfer_credit_side_is_rekeyed_and_lands_in_the_beneficiary_history(frame, encoder, topics):
+    core, model = make_core(topics), TokenModel(encoder)
+    records = tx_records(frame, topics)
+    result = core.process(records, model)
+    credits = outputs_on(result, topics.credits)
+    transfers = frame[frame["tx_type"] == "transfer"]
+    assert len(credits) == len(transfers) > 0
+    c = credits[0]
+    tx = decode(Transaction, c.value)
+    assert c.key == tx.counterparty_id.encode()
+    before = len(core.accounts.get(tx.counterparty_id, 0).state["h"])
+    core.process([Record(topics.credits, 0, 0, c.key, c.value, 0)], model)
+    after = core.accounts.get(tx.counterparty_id, 0).state["h"]
+    assert len(after) == min(before + 1, features.HISTORY_MAX)
+
+
+def test_label_joins_the_scored_transaction_and_feeds_counterparty_risk(frame, encoder, topics):
+    core, model = make_core(topics), TokenModel(encoder)
+    records = tx_records(frame, topics)
+    core.process(records, model)
+    row = frame.iloc[-1]
+    label = Label(tx_id=row["tx_id"], account_id=row["account_id"], label="fraud",
+                  label_time=datetime(2026, 2, 1, tzinfo=UTC), source="chargeback")
+    unknown = Label(tx_id="never", account_id=row["account_id"], label="legit",
+                    label_time=datetime(2026, 2, 1, tzinfo=UTC))
+    result = core.process([Record(topics.labels, 0, 0, label.account_id.encode(), label.to_bytes(), 0),
+                           Record(topics.labels, 0, 1, b"x", unknown.to_bytes(), 0)], model)
+    events = outputs_on(result, topics.counterparty)
+    assert len(events) == 1 and result.unmatched_labels == 1
+    assert events[0].key == row["counterparty_id"].encode()
+    core.risk.apply(events[0].value)
+    n, rate = features.risk_numbers(core.risk.get(row["counterparty_id"]),
+                                    features.epoch_seconds(datetime(2026, 2, 1, tzinfo=UTC)))
+    assert (n, rate) == (1.0, 1.0)
+
+
+def test_changelog_restores_the_same_state_and_budget(frame, encoder, topics):
+    core, model = make_core(topics), TokenModel(encoder)
+    result = core.process(tx_records(frame, topics), model)
+    log = outputs_on(result, topics.changelog)
+    restored = AccountTable(features.new_account_state, AlertPolicy.new_state)
+    for p in range(3):
+        restored.restore(p, [(o.key, o.value) for o in log if o.partition == p])
+    assert len(restored) == len(core.accounts) == frame["account_id"].nunique()
+    for account in frame["account_id"].unique():
+        a, b = core.accounts.peek(account), restored.peek(account)
+        assert json.dumps(a.state, sort_keys=True) == json.dumps(b.state, sort_keys=True)
+        assert a.index == b.index
+    assert restored.policy_state == core.accounts.policy_state
+    # nothing changed since: the next batch writes no changelog for untouched accounts
+    assert outputs_on(core.process([], model), topics.changelog) == []
+
+
+def test_changelog_partition_follows_the_input_partition(frame, encoder, topics):
+    core = make_core(topics)
+    records = tx_records(frame, topics)
+    part_of = {r.key: r.partition for r in records}
+    result = core.process(records, TokenModel(encoder))
+    for o in outputs_on(result, topics.changelog):
+        if not o.key.startswith(b"\x00"):
+            assert o.partition == part_of[o.key]
+
+
+def test_event_and_ingest_times_are_reported_for_latency(frame, encoder, topics):
+    core = make_core(topics)
+    records = tx_records(frame, topics)[:10]
+    result = core.process(records, TokenModel(encoder))
+    assert result.event_times == [t.to_pydatetime() for t in frame["event_time"][:10]]
+    assert result.ingest_ms == [r.timestamp_ms for r in records]
