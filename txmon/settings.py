@@ -41,6 +41,8 @@ class KafkaSettings(BaseModel):
     ssl_keyfile: Path | None = None
     ssl_check_hostname: bool = True
     client_id: str = "txmon"
+    # How long kafka-python waits for a first broker before it gives up (its default is 30 s).
+    bootstrap_timeout_ms: int = 10_000
 
     @property
     def servers(self) -> list[str]:
@@ -58,7 +60,8 @@ class KafkaSettings(BaseModel):
 
     def kafka_python_config(self) -> dict[str, Any]:
         """Keyword arguments for kafka-python's KafkaProducer / KafkaConsumer / KafkaAdminClient."""
-        conf = self._common() | {"client_id": self.client_id}
+        conf = self._common() | {"client_id": self.client_id,
+                                 "bootstrap_timeout_ms": self.bootstrap_timeout_ms}
         if self.security_protocol in ("SSL", "SASL_SSL"):
             conf |= {"ssl_cafile": _str(self.ssl_cafile), "ssl_certfile": _str(self.ssl_certfile),
                      "ssl_keyfile": _str(self.ssl_keyfile),
