@@ -88,13 +88,17 @@ def check_label_leakage(frame: pd.DataFrame, snapshot_time: pd.Timestamp) -> Che
                  "transaction")
 
 
-def run_checks(frame: pd.DataFrame, snapshot_time: pd.Timestamp, min_positives: int,
+def run_checks(frame: pd.DataFrame, snapshot_time: pd.Timestamp, min_positives: int | None,
                max_duplicate_fraction: float = 0.0) -> list[Check]:
+    """Schema first (the others need it), then duplicates, positives (unless None) and leakage."""
     schema = check_schema(frame)
     if not schema.passed:
         return [schema]
-    return [schema, check_duplicates(frame, max_duplicate_fraction),
-            check_min_positives(frame, min_positives), check_label_leakage(frame, snapshot_time)]
+    checks = [schema, check_duplicates(frame, max_duplicate_fraction),
+              check_label_leakage(frame, snapshot_time)]
+    if min_positives is not None:
+        checks.insert(2, check_min_positives(frame, min_positives))
+    return checks
 
 
 def require(checks: list[Check]) -> None:
