@@ -16,7 +16,8 @@ from retrain.snapshot import build_snapshot, content_hash
 from txmon.frames import to_label, to_transaction
 
 KEY = b"k" * 32
-POLICY = SnapshotPolicy(window_days=14, holdout_days=4, min_positives=5, min_holdout_positives=1)
+POLICY = SnapshotPolicy(window_days=14, holdout_days=4, min_positives=5, min_holdout_positives=1,
+                        max_duplicate_fraction=0.0)
 
 
 def _events(frame: pd.DataFrame, snapshot_time: pd.Timestamp):
