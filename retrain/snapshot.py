@@ -185,7 +185,11 @@ def build_snapshot(transactions: Iterable[tuple[int, bytes]], labels: Iterable[t
     txs = [t for t in txs if window_start <= t.event_time < snapshot_time]
     frame = join_labels(transactions_frame(txs), labs)
     frame = pseudonymiser.frame(frame).sort_values("event_time", kind="stable").reset_index(drop=True)
-    holdout_start = snapshot_time - timedelta(days=policy.holdout_days)
+    # Labels lag transactions by days or weeks, so "the most recent week" by event time would be
+    # unlabelled: the holdout is the last holdout_days before the newest *labelled* transaction.
+    labelled = frame.loc[frame["label"].notna(), "event_time"]
+    newest = labelled.max().to_pydatetime() if len(labelled) else snapshot_time
+    holdout_start = newest - timedelta(days=policy.holdout_days)
     checks = run_checks(frame, pd.Timestamp(snapshot_time), None, policy.max_duplicate_fraction)
     if checks[0].passed:
         recent = frame["event_time"] >= pd.Timestamp(holdout_start)
