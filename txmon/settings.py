@@ -120,6 +120,8 @@ class Settings(BaseSettings):
     # Keys: from the environment or a secrets manager only, never committed.
     signing_key: SecretStr | None = None
     pseudonym_key: SecretStr | None = None
+    # MLflow tracking + registry; None: sqlite and local artifacts under ``home/mlflow``.
+    mlflow_tracking_uri: str | None = None
 
     def topic(self, name: str) -> str:
         if name not in TOPIC_NAMES:
