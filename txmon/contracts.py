@@ -208,6 +208,8 @@ class Score(Event):
     latency_ms: Annotated[float, Field(ge=0.0)]
     event_time: Timestamp | None = None
     scored_at: Timestamp | None = None
+    # A challenger scoring beside the champion: never alerts, compared by the governance loop.
+    shadow: bool = False
 
 
 class Reason(BaseModel):
