@@ -16,11 +16,12 @@ class TxmonConfig(PretrainedConfig):
     model_type = "txmon-sequence"
 
     def __init__(self, vocab_sizes: list[int] | None = None, max_len: int = 16, hidden_size: int = 64,
-                 num_layers: int = 2, num_heads: int = 4, intermediate_size: int = 128,
-                 dropout: float = 0.1, logit_offset: float = 0.0, **kwargs):
+                 field_size: int = 16, num_layers: int = 2, num_heads: int = 4,
+                 intermediate_size: int = 128, dropout: float = 0.1, logit_offset: float = 0.0, **kwargs):
         self.vocab_sizes = list(vocab_sizes or [])
         self.max_len = max_len
         self.hidden_size = hidden_size
+        self.field_size = field_size
         self.num_layers = num_layers
         self.num_heads = num_heads
         self.intermediate_size = intermediate_size

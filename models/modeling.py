@@ -1,5 +1,5 @@
 """The transaction-sequence transformer: a ``transformers`` ``PreTrainedModel`` (save_pretrained /
-from_pretrained) over the account's last K transactions, each the sum of its field-token embeddings.
+from_pretrained) over the account's last K transactions, each the projection of its concatenated field-token embeddings.
 
 Input ``tokens`` (batch, max_len, fields) int64, history left-padded with ``PAD``, the transaction to
 score in the last position. Outputs the score of that transaction and a pooled embedding (for drift).
@@ -81,10 +81,14 @@ class TxmonModel(TxmonPreTrainedModel):
         sizes = config.vocab_sizes
         offsets = torch.tensor([0, *list(torch.tensor(sizes).cumsum(0)[:-1].tolist())], dtype=torch.long)
         self.register_buffer("offsets", offsets)
-        self.fields = nn.Embedding(sum(sizes), d)
+        # Concatenated small per-field embeddings, projected: cheaper on CPU than summing
+        # full-width field embeddings (the gather dominates scoring time) and more expressive.
+        self.fields = nn.Embedding(sum(sizes), config.field_size)
+        self.project = nn.Linear(len(sizes) * config.field_size, d)
         self.positions = nn.Embedding(config.max_len, d)
         self.blocks = nn.ModuleList(_Block(config) for _ in range(config.num_layers))
         self.ln = nn.LayerNorm(d)
+        self.ln_context = nn.LayerNorm(d)
         self.pool = nn.Linear(2 * d, d)
         self.head = nn.Linear(d, 1)
         self.mfm = nn.Linear(d, sum(sizes))
@@ -92,8 +96,8 @@ class TxmonModel(TxmonPreTrainedModel):
         self.post_init()
 
     def _embed(self, tokens: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        x = self.fields(tokens + self.offsets).sum(dim=2)
-        n = tokens.shape[1]
+        b, n, f = tokens.shape
+        x = self.project(self.fields(tokens + self.offsets).reshape(b, n, f * self.config.field_size))
         pos = torch.arange(self.config.max_len - n, self.config.max_len, device=tokens.device)
         x = self.drop(x + self.positions(pos))
         valid = (tokens[:, :, 0] != PAD).to(x.dtype)
@@ -117,7 +121,7 @@ class TxmonModel(TxmonPreTrainedModel):
         for block in self.blocks[:-1]:
             x = block(x, bias)
         valid = (bias[:, 0, 0, :] == 0).to(x.dtype)[..., None]
-        context = (x * valid).sum(1) / valid.sum(1).clamp(min=1.0)
+        context = self.ln_context((x * valid).sum(1) / valid.sum(1).clamp(min=1.0))
         last = self.ln(self.blocks[-1](x, bias, last_only=True)[:, -1])
         emb = torch.tanh(self.pool(torch.cat([last, context], dim=-1)))
         return self.head(self.drop(emb)).squeeze(-1) + self.config.logit_offset, emb
