@@ -2,7 +2,7 @@
 
 Layout (every file listed with its sha256 in ``manifest.json`` by :func:`models.artifact.write_manifest`)::
 
-    model.onnx          one graph: tokens (batch, max_len, fields) int64 -> score (batch,), embedding (batch, d)
+    model.onnx          one graph: tokens (batch, max_len, fields) int64 -> score, embedding
     model.int8.onnx     optional dynamic int8 quantisation of the same graph
     hf/                 the transformers model (save_pretrained): the base for the next fine-tune
     feature_spec.json   vocabularies and bins (no identifiers)

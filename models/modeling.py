@@ -1,5 +1,6 @@
 """The transaction-sequence transformer: a ``transformers`` ``PreTrainedModel`` (save_pretrained /
-from_pretrained) over the account's last K transactions, each the projection of its concatenated field-token embeddings.
+from_pretrained) over the account's last K transactions, each the projection of its concatenated
+field-token embeddings.
 
 Input ``tokens`` (batch, max_len, fields) int64, history left-padded with ``PAD``, the transaction to
 score in the last position. Outputs the score of that transaction and a pooled embedding (for drift).

@@ -30,7 +30,8 @@ class PretrainConfig:
     seed: int = 0
 
 
-def mask_tokens(tokens: torch.Tensor, prob: float, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+def mask_tokens(tokens: torch.Tensor, prob: float,
+                generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
     """(masked tokens, boolean mask of what was hidden); never hides padding or reserved ids."""
     hide = (torch.rand(tokens.shape, generator=generator) < prob) & (tokens >= RESERVED)
     hide &= (tokens[:, :, :1] != PAD)
