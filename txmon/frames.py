@@ -18,6 +18,7 @@ from __future__ import annotations
 from decimal import Decimal
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from txmon.contracts import Label, Transaction, minor_unit_exponent
@@ -60,3 +61,27 @@ def to_label(row: dict[str, Any], source: str = "history") -> Label | None:
         return None
     return Label(tx_id=row["tx_id"], account_id=row["account_id"], label=row["label"],
                  label_time=pd.Timestamp(row["label_time"]).to_pydatetime(), source=source)
+
+
+def both_sides(frame: pd.DataFrame) -> pd.DataFrame:
+    """The frame plus, for each transfer between two accounts of the frame, its credit side.
+
+    A transfer is one row keyed by the payer; the beneficiary's history needs it too. The mirrored
+    row has the same ``tx_id``, ``account_id`` = the beneficiary, ``counterparty_id`` = the payer and
+    ``direction`` = ``"credit"``, right after its debit side; the frame's order is otherwise kept.
+
+    >>> f = pd.DataFrame({"tx_id": ["t1"], "event_time": [pd.Timestamp("2026-01-01", tz="UTC")],
+    ...                   "account_id": ["a"], "counterparty_id": ["b"], "amount": [5.0],
+    ...                   "direction": ["debit"]})
+    >>> f = pd.concat([f, f.assign(tx_id="t2", account_id="b", counterparty_id="shop")])
+    >>> both_sides(f)[["tx_id", "account_id", "counterparty_id", "direction"]].values.tolist()
+    [['t1', 'a', 'b', 'debit'], ['t1', 'b', 'a', 'credit'], ['t2', 'b', 'shop', 'debit']]
+    """
+    internal = frame["counterparty_id"].isin(frame["account_id"].unique()) & (frame["direction"] == "debit")
+    mirror = frame[internal].copy()
+    mirror["account_id"], mirror["counterparty_id"] = frame.loc[internal, "counterparty_id"], \
+        frame.loc[internal, "account_id"]
+    mirror["direction"] = "credit"
+    position = np.concatenate([np.arange(len(frame)), np.flatnonzero(internal.to_numpy()) + 0.5])
+    out = pd.concat([frame, mirror], ignore_index=True)
+    return out.iloc[np.argsort(position, kind="stable")].reset_index(drop=True)

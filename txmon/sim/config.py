@@ -8,19 +8,20 @@ scheme, which produces several rows. A drift schedule is a YAML or JSON list of 
 >>> cfg.rate("card_testing") > 0, cfg.end - cfg.start
 (True, datetime.timedelta(days=7))
 >>> DriftEvent(kind="amount_inflation", start="10d", factor=1.2).resolve_start(cfg.start).day
-11
+15
 """
 
 from __future__ import annotations
 
 import json
-import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
 import yaml
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from txmon.mapping import parse_duration
 
 CARD_SCENARIOS = ("card_testing", "compromised_terminal", "account_takeover", "high_value")
 AML_TYPOLOGIES = ("structuring", "fan_in", "fan_out", "rapid_pass_through", "round_tripping")
@@ -39,34 +40,6 @@ DEFAULT_RATES: dict[str, float] = {
     "rapid_pass_through": 2.0,
     "round_tripping": 0.6,
 }
-
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)\s*(ms|s|m|h|d|w)")
-_UNIT_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-
-
-def parse_duration(text: str | int | float | timedelta) -> timedelta:
-    """``"7d"``, ``"12h"``, ``"1d12h"``, ``"90m"``, ``"30s"``, ``"2w"`` -> timedelta; a bare number is seconds.
-
-    >>> parse_duration("1d12h"), parse_duration("90m"), parse_duration(30)
-    (datetime.timedelta(days=1, seconds=43200), datetime.timedelta(seconds=5400), datetime.timedelta(seconds=30))
-    """
-    if isinstance(text, timedelta):
-        return text
-    if isinstance(text, int | float) and not isinstance(text, bool):
-        return timedelta(seconds=float(text))
-    s = str(text).strip().lower().replace(" ", "")
-    if re.fullmatch(r"\d+(\.\d+)?", s):
-        return timedelta(seconds=float(s))
-    pos, total = 0, 0.0
-    for m in _DURATION.finditer(s):
-        if m.start() != pos:
-            break
-        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
-        pos = m.end()
-    if pos != len(s) or not s:
-        raise ValueError(f"not a duration: {text!r} (use e.g. 7d, 12h, 30m, 1d12h)")
-    return timedelta(seconds=total)
-
 
 class LabelConfig(BaseModel):
     """When truth arrives. Delays are uniform between the bounds, in days."""
