@@ -30,10 +30,10 @@ SEGMENTS = ("retail", "small_business", "high_value")
 
 # Tuned so card fraud is ~0.3-0.6% of card rows and AML rows well under 1% of all rows.
 DEFAULT_RATES: dict[str, float] = {
-    "card_testing": 10.0,
-    "compromised_terminal": 1.0,
-    "account_takeover": 8.0,
-    "high_value": 15.0,
+    "card_testing": 14.0,
+    "compromised_terminal": 2.0,
+    "account_takeover": 10.0,
+    "high_value": 20.0,
     "structuring": 1.5,
     "fan_in": 1.0,
     "fan_out": 1.0,

@@ -80,6 +80,10 @@ def make_merchants(n: int, home: str, rng: np.random.Generator, prefix: str = "m
         u = rng.random(n)
         country = np.where(online, np.where(u < 0.65, home, abroad_online),
                            np.where(u < 0.80, home, abroad_pos)).astype(object)
+        # Every travel destination has shops, however small the world.
+        dest = np.array(_others(TRAVEL, home), dtype=object)
+        k = min(n // 4, 4 * dest.size)
+        online[:k], country[:k] = False, np.resize(dest, k)
     else:
         country = rng.choice(np.array(countries, dtype=object), size=n)
     weight = rng.pareto(2.0, size=n) + 0.2
