@@ -56,8 +56,8 @@ from txmon.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def ensure_worker_topics(settings: Settings, topics: Topics) -> int:
-    """Create the shared topics and the worker's internal ones; returns the input partition count."""
+def ensure_worker_topics(settings: Settings, topics: Topics) -> dict[str, int]:
+    """Create the shared topics and the worker's internal ones; returns each one's partition count."""
     from kafka.admin import NewTopic
     from kafka.errors import TopicAlreadyExistsError
 
@@ -82,7 +82,8 @@ def ensure_worker_topics(settings: Settings, topics: Topics) -> int:
         if missing:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing, timeout_ms=30000)
-        return n
+        names = [topics.transactions, topics.counterparty, topics.models]
+        return {d["name"]: len(d["partitions"]) for d in admin.describe_topics(names)}
     finally:
         admin.close()
 
@@ -185,6 +186,7 @@ class Worker:
         self.slot.on_swap = self._swapped
         self.slot.on_refusal = lambda r: self.metrics.model_rejected.inc()
         self._positions: dict[TopicPartition, int] = {}
+        self._partitions: dict[str, int] = {}
         self.core: ScoringCore | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
@@ -216,8 +218,7 @@ class Worker:
                                     auto_offset_reset="earliest")
         await consumer.start()
         try:
-            parts = consumer.partitions_for_topic(topic) or set()
-            tps = [TopicPartition(topic, p) for p in sorted(parts)]
+            tps = [TopicPartition(topic, p) for p in range(self._partitions[topic])]
             consumer.assign(tps)
             await consumer.seek_to_beginning(*tps)
             ends = await consumer.end_offsets(tps)
@@ -239,9 +240,10 @@ class Worker:
     # -- the loop --------------------------------------------------------------------------
     async def run(self) -> None:
         cfg, s = self.config, self.settings
-        partitions = await asyncio.to_thread(ensure_worker_topics, s, self.topics)
+        self._partitions = await asyncio.to_thread(ensure_worker_topics, s, self.topics)
         self.core = ScoringCore(self.topics, cfg, self.features, self.accounts, self.risk,
-                                AlertPolicy(cfg.policy, partitions), self.observer)
+                                AlertPolicy(cfg.policy, self._partitions[self.topics.transactions]),
+                                self.observer)
         web = await self._start_web() if cfg.metrics_port >= 0 else None
         if cfg.model_dir is not None:
             self.slot.install(await asyncio.to_thread(load_scorer, cfg.model_dir, None, s,

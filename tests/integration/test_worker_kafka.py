@@ -1,0 +1,139 @@
+"""The scoring worker against a real broker: every transaction scored exactly once, bad ones dead-lettered."""
+
+from __future__ import annotations
+
+import asyncio
+import random
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from aiokafka import AIOKafkaConsumer
+from kafka import KafkaProducer
+
+from models.artifact import verify, write_manifest
+from models.dataset import fit_spec
+from models.features import FeatureEncoder
+from models.toy import toy_frame
+from streams.config import PolicyConfig, WorkerConfig
+from streams.worker import Worker
+from tests.unit.test_streams_scoring import TokenModel
+from txmon.broker.topics import ensure_topics
+from txmon.contracts import DeadLetter, Score, Transaction, decode
+from txmon.settings import Settings
+
+pytestmark = pytest.mark.kafka
+
+PARTITIONS = 3
+
+
+def make_transactions(n: int, accounts: int = 300, seed: int = 0) -> list[Transaction]:
+    rng = random.Random(seed)
+    t0 = datetime.now(UTC) - timedelta(hours=1)
+    out = []
+    for i in range(n):
+        a = rng.randrange(accounts)
+        transfer = rng.random() < 0.05
+        out.append(Transaction(
+            tx_id=f"tx-{seed}-{i}", event_time=t0 + timedelta(milliseconds=i * 50),
+            account_id=f"acc{a}", counterparty_id=f"acc{rng.randrange(accounts)}" if transfer
+            else f"m{rng.randrange(50)}", amount=f"{rng.lognormvariate(3, 1):.2f}",
+            channel=rng.choice(["pos", "online", "atm"]), tx_type="transfer" if transfer else "card",
+            country="DE", counterparty_country=rng.choice(["DE", "DE", "FR", "IR"])))
+    return out
+
+
+MALFORMED = [b'{"tx_id": "bad", "amount": 1.5}', b"\xff not utf8", b"[1, 2]",
+             b'{"tx_id": "x", "event_time": "2026-01-01T00:00:00Z", "account_id": "acc1", '
+             b'"counterparty_id": "m", "amount": "1", "currency": "XXZ"}']
+
+
+def produce(s: Settings, txs: list[Transaction], malformed_every: int = 0) -> int:
+    producer = KafkaProducer(**s.kafka.kafka_python_config(), acks="all", linger_ms=5)
+    bad = 0
+    for i, tx in enumerate(txs):
+        producer.send(s.topic("transactions"), key=tx.account_id.encode(), value=tx.to_bytes())
+        if malformed_every and i % malformed_every == malformed_every - 1:
+            producer.send(s.topic("transactions"), key=b"acc1", value=MALFORMED[bad % len(MALFORMED)])
+            bad += 1
+    producer.flush()
+    producer.close()
+    return bad
+
+
+async def read_committed(s: Settings, topic: str, until: int, timeout: float = 120.0,
+                         settle: float = 2.0) -> list:
+    """All committed records of ``topic``; waits for ``until`` of them, then ``settle`` s for extras."""
+    consumer = AIOKafkaConsumer(topic, **s.kafka.aiokafka_config(), group_id=None,
+                                isolation_level="read_committed", auto_offset_reset="earliest",
+                                enable_auto_commit=False)
+    await consumer.start()
+    got: list = []
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    quiet_until = None
+    try:
+        while loop.time() < deadline:
+            batches = await consumer.getmany(timeout_ms=300)
+            for recs in batches.values():
+                got.extend(recs)
+            if len(got) >= until:
+                quiet_until = quiet_until or loop.time() + settle
+                if loop.time() >= quiet_until:
+                    break
+    finally:
+        await consumer.stop()
+    return got
+
+
+@pytest.fixture(scope="module")
+def encoder():
+    return FeatureEncoder(fit_spec(toy_frame(accounts=12, days=6, seed=3), min_count=1), max_len=8)
+
+
+def artifact(tmp: Path, version: str) -> tuple[Path, str]:
+    tmp.mkdir(parents=True, exist_ok=True)
+    (tmp / "model.onnx").write_bytes(f"weights of {version}".encode())
+    return tmp, write_manifest(tmp, version=version).artifact_sha256
+
+
+def verifying_loader(encoder, bias: dict[str, float] | None = None):
+    """Checks the artifact for real (models.artifact.verify), then serves the token model."""
+
+    def load(directory: Path, expected_sha256: str | None):
+        m = verify(directory, expected_sha256=expected_sha256)
+        return TokenModel(encoder, m.version, (bias or {}).get(m.version, 0.0))
+
+    return load
+
+
+def worker_config(**kw) -> WorkerConfig:
+    base = dict(instance_id="w1", group_id="scorer", batch_size=256, max_wait_ms=20,
+                metrics_port=-1, transaction_timeout_ms=10_000, session_timeout_ms=6_000,
+                policy=PolicyConfig(threshold=0.9))
+    return WorkerConfig(**base | kw)
+
+
+async def test_every_transaction_scored_once_and_malformed_in_dlq(kafka_settings_for, topic_prefix,
+                                                                   encoder, tmp_path):
+    s = kafka_settings_for(topic_prefix)
+    ensure_topics(s, PARTITIONS)
+    n = 5_000
+    txs = make_transactions(n)
+    bad = await asyncio.to_thread(produce, s, txs, 100)
+    model_dir, _ = artifact(tmp_path / "m1", "m1")
+    worker = Worker(s, worker_config(model_dir=None), loader=verifying_loader(encoder))
+    worker.slot.install(verifying_loader(encoder)(model_dir, None))
+    task = asyncio.create_task(worker.run())
+    try:
+        scores = await read_committed(s, s.topic("scores"), n)
+        letters = await read_committed(s, s.topic("dlq"), bad, timeout=30, settle=0.5)
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+    ids = [decode(Score, r.value).tx_id for r in scores]
+    assert len(ids) == n and set(ids) == {t.tx_id for t in txs}
+    dead = [decode(DeadLetter, r.value) for r in letters]
+    assert len(dead) == bad == n // 100
+    assert all(d.source_topic == s.topic("transactions") and d.error and d.original for d in dead)
+    assert worker.metrics.scores._value.get() == n
