@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import random
+import signal
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -137,3 +141,68 @@ async def test_every_transaction_scored_once_and_malformed_in_dlq(kafka_settings
     assert len(dead) == bad == n // 100
     assert all(d.source_topic == s.topic("transactions") and d.error and d.original for d in dead)
     assert worker.metrics.scores._value.get() == n
+
+
+def tiny_artifact(out_dir: Path, version: str, seed: int = 0) -> str:
+    """A real (untrained) transformer exported to ONNX through models.export; returns its sha256."""
+    import torch
+
+    from models.configuration import TxmonConfig
+    from models.export import export_artifact
+    from models.modeling import TxmonModel
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    spec = fit_spec(toy_frame(accounts=12, days=6, seed=3), min_count=1)
+    model = TxmonModel(TxmonConfig(vocab_sizes=spec.vocab_sizes, max_len=8, hidden_size=16,
+                                   field_size=8, num_layers=1, num_heads=2, intermediate_size=32))
+    return export_artifact(model, spec, out_dir, version).artifact_sha256
+
+
+def start_worker(s: Settings, model_dir: Path, log: Path) -> subprocess.Popen:
+    env = os.environ | {"TXMON_KAFKA__BOOTSTRAP_SERVERS": s.kafka.bootstrap_servers,
+                        "TXMON_TOPICS__PREFIX": s.topics.prefix, "TXMON_HOME": str(s.home),
+                        "TXMON_WORKER__INSTANCE_ID": "w1", "TXMON_WORKER__METRICS_PORT": "-1",
+                        "TXMON_WORKER__TRANSACTION_TIMEOUT_MS": "10000",
+                        "OMP_NUM_THREADS": "1"}
+    txmon = Path(sys.executable).with_name("txmon")
+    return subprocess.Popen([str(txmon), "worker", "--model", str(model_dir), "--batch-size", "200"],
+                            env=env, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+
+
+async def count_committed(s: Settings, topic: str, at_least: int, timeout: float) -> int:
+    return len(await read_committed(s, topic, at_least, timeout=timeout, settle=0.0))
+
+
+async def test_kill_9_mid_stream_then_restart_no_loss_no_duplicate(kafka_settings_for, topic_prefix,
+                                                                   tmp_path):
+    s = kafka_settings_for(topic_prefix)
+    ensure_topics(s, PARTITIONS)
+    model_dir = tmp_path / "artifact"
+    await asyncio.to_thread(tiny_artifact, model_dir, "tiny-1")
+    n = 12_000
+    txs = make_transactions(n, seed=9)
+    await asyncio.to_thread(produce, s, txs)
+    log = tmp_path / "worker.log"
+    kills = 0
+    for target in (2_000, 6_000):
+        proc = start_worker(s, model_dir, log)
+        try:
+            got = await count_committed(s, s.topic("scores"), target, timeout=120)
+            assert got >= target, log.read_text()[-3000:]
+        finally:
+            proc.send_signal(signal.SIGKILL)  # mid-stream: no shutdown, no flush, open transaction
+            proc.wait(10)
+            kills += 1
+        assert got < n, "the worker finished before it could be killed mid-stream"
+    proc = start_worker(s, model_dir, log)
+    try:
+        scores = await read_committed(s, s.topic("scores"), n, timeout=180, settle=3.0)
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(30)
+    ids = [decode(Score, r.value).tx_id for r in scores]
+    dupes = len(ids) - len(set(ids))
+    assert dupes == 0, f"{dupes} duplicate scores after {kills} kill -9"
+    assert set(ids) == {t.tx_id for t in txs}, f"{n - len(set(ids))} transactions lost"
+    assert {decode(Score, r.value).model_version for r in scores} == {"tiny-1"}
