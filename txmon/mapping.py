@@ -53,8 +53,8 @@ DIRECTION_WORDS = {"debit": "debit", "dr": "debit", "d": "debit", "out": "debit"
 def parse_duration(text: str | int | float | timedelta) -> timedelta:
     """``"7d"``, ``"12h"``, ``"1d12h"``, ``"90m"``, ``"30s"``, ``"2w"`` -> timedelta; a number is seconds.
 
-    >>> parse_duration("1d12h"), parse_duration("90m"), parse_duration(30)
-    (datetime.timedelta(days=1, seconds=43200), datetime.timedelta(seconds=5400), datetime.timedelta(seconds=30))
+    >>> parse_duration("1d12h"), parse_duration("90m")
+    (datetime.timedelta(days=1, seconds=43200), datetime.timedelta(seconds=5400))
     """
     if isinstance(text, timedelta):
         return text
@@ -304,8 +304,10 @@ class ColumnMapping:
         for f, default in DEFAULTS.items():
             out[f] = out[f].fillna(default)
         good = problem.isna().to_numpy()
-        bad_rows = [BadRow(int(line), f"{where[line]}: {problem[line]}", where[line],
-                           raw.original(int(line)) if isinstance(raw, RawTable) else _row_json(table.loc[line]))
+        def original(line: int) -> bytes:
+            return raw.original(line) if isinstance(raw, RawTable) else _row_json(table.loc[line])
+
+        bad_rows = [BadRow(int(line), f"{where[line]}: {problem[line]}", where[line], original(int(line)))
                     for line in table.index[~good]]
         frame = out[good].reset_index(drop=True)
         frame["event_time"] = frame["event_time"].astype("datetime64[ns, UTC]")

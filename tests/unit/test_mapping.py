@@ -48,7 +48,7 @@ def test_parse_duration():
 
 
 def test_parse_and_file_forms_agree(tmp_path):
-    cli = ColumnMapping.parse(MAP + ["currency:=USD"], label="Fraud?", label_delay="7d")
+    cli = ColumnMapping.parse([*MAP, "currency:=USD"], label="Fraud?", label_delay="7d")
     y = tmp_path / "m.yaml"
     y.write_text("tx_id: Ref\nevent_time: When\naccount_id: Card No\ncounterparty_id: Shop\n"
                  "amount: Amt EUR\nlabel: Fraud?\nlabel_delay: 7d\nconstants: {currency: USD}\n")
@@ -73,7 +73,7 @@ def test_csv_lines_and_broken_rows(csv_file):
 
 
 def test_apply_reports_each_bad_row_with_line_and_reason(csv_file):
-    m = ColumnMapping.parse(MAP + ["currency=Cur"], label="Fraud?", label_delay="7d")
+    m = ColumnMapping.parse([*MAP, "currency=Cur"], label="Fraud?", label_delay="7d")
     out = m.apply(load_table(csv_file))
     bad = {b.line: b for b in out.bad}
     assert sorted(bad) == [3, 5, 6, 7, 8, 9]
@@ -101,7 +101,7 @@ def test_required_field_without_source_is_refused(csv_file):
     with pytest.raises(ValueError, match="no column for amount"):
         ColumnMapping.parse(MAP[:4]).apply(load_table(csv_file))
     with pytest.raises(ValueError, match="not in the file"):
-        ColumnMapping.parse(MAP + ["mcc=MCC"]).apply(load_table(csv_file))
+        ColumnMapping.parse([*MAP, "mcc=MCC"]).apply(load_table(csv_file))
 
 
 def test_simulator_output_round_trips_with_identity_mapping(tmp_path):
@@ -122,7 +122,8 @@ def test_simulator_output_round_trips_with_identity_mapping(tmp_path):
 
 
 def test_parquet_bad_rows_use_row_numbers(tmp_path):
-    df = pd.DataFrame({"tx_id": ["a", "b"], "event_time": pd.to_datetime(["2026-01-01", "2026-01-02"], utc=True),
+    df = pd.DataFrame({"tx_id": ["a", "b"],
+                       "event_time": pd.to_datetime(["2026-01-01", "2026-01-02"], utc=True),
                        "account_id": ["x", "y"], "counterparty_id": ["m", "m"], "amount": [1.0, float("nan")],
                        "country": ["NL", "ZZ"]})
     p = tmp_path / "t.parquet"

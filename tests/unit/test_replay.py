@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import itertools
 
 import pandas as pd
 import pytest
@@ -20,7 +21,7 @@ def test_labels_are_interleaved_at_their_label_time():
     assert sum(k == "tx" for k, _ in order) == len(f)
     assert sum(k == "label" for k, _ in order) == int(f["label"].notna().sum())
     times = [f["event_time"].iloc[p] if k == "tx" else f["label_time"].iloc[p] for k, p in order]
-    assert all(a <= b for a, b in zip(times, times[1:], strict=False))
+    assert all(a <= b for a, b in itertools.pairwise(times))
     seen = set()
     for k, p in order:  # a label never precedes its transaction
         if k == "tx":

@@ -52,7 +52,8 @@ def simulate(
     rate: Annotated[float | None, typer.Option(help="--to-kafka: transactions per second")] = None,
 ) -> None:
     """Simulate a bank — everyday habits, card fraud, AML typologies, late labels, scheduled drift."""
-    from txmon.sim import SimConfig, load_drift_schedule, simulate as run
+    from txmon.sim import SimConfig, load_drift_schedule
+    from txmon.sim import simulate as run
     from txmon.sim.output import truth_document, write
 
     if not out and not to_kafka:
@@ -89,8 +90,10 @@ def simulate(
 
 def replay(
     file: Annotated[Path, typer.Argument(help="CSV or Parquet transaction log", exists=True, dir_okay=False)],
-    map_: Annotated[list[str] | None, typer.Option("--map", help="FIELD=COLUMN or FIELD:=VALUE, repeatable")] = None,
-    map_file: Annotated[Path | None, typer.Option("--map-file", help="mapping file (YAML/JSON or lines)")] = None,
+    map_: Annotated[list[str] | None,
+                    typer.Option("--map", help="FIELD=COLUMN or FIELD:=VALUE, repeatable")] = None,
+    map_file: Annotated[Path | None,
+                        typer.Option("--map-file", help="mapping file (YAML/JSON or lines)")] = None,
     label: Annotated[str | None, typer.Option(help="column holding the label")] = None,
     label_delay: Annotated[str | None, typer.Option(help="labels arrive this long after, e.g. 7d")] = None,
     speed: Annotated[float | None, typer.Option(help="N x real time (default: as fast as possible)")] = None,

@@ -163,7 +163,8 @@ def round_tripping(b: Incidents, w: World) -> Rows:
     laps = rng.integers(1, 4, n)
     # Distinct members: increasing offsets that never wrap back to the first account.
     steps = rng.integers(1, max(2, w.pop.n // 5), (n, 4))
-    members = (b.acct[:, None] + np.concatenate([np.zeros((n, 1), np.int64), np.cumsum(steps, 1)], 1)) % w.pop.n
+    offsets = np.concatenate([np.zeros((n, 1), np.int64), np.cumsum(steps, 1)], 1)
+    members = (b.acct[:, None] + offsets) % w.pop.n
     hops = ring * laps
     inc = np.repeat(np.arange(n), hops)
     j = index_in_group(hops)

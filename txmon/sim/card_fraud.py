@@ -86,7 +86,8 @@ def compromised_terminal(b: Incidents, w: World) -> Rows:
     ru = [uniform(rkey, f"cashout{i}", seed) for i in range(5)]
     t = start[rep] + group_cumsum(np.where(j == 0, 0, 600 + ru[0] * 3 * 3600), size).astype(np.int64)
     acct = ev["acct"][vr][rep]
-    country = np.where(abroad[rep], np.array(FRAUD_ABROAD, dtype=object)[(ru[1] * len(FRAUD_ABROAD)).astype(int)],
+    where = np.array(FRAUD_ABROAD, dtype=object)[(ru[1] * len(FRAUD_ABROAD)).astype(int)]
+    country = np.where(abroad[rep], where,
                        cfg.home_country).astype(object)
     is_atm = ru[2] < 0.4
     merchant = np.empty(rep.size, np.int64)

@@ -45,7 +45,8 @@ def apply(cfg: SimConfig, pop: Population, merchants: Merchants, rows: dict[str,
         if e.kind == "fraud_pattern":
             continue
         start, end = window(cfg, e)
-        live = (rows["t"] >= start) & (rows["t"] < end) & (rows["truth"] != "fraud") & (rows["truth"] != "aml")
+        everyday = ~np.isin(rows["truth"], ("fraud", "aml"))
+        live = (rows["t"] >= start) & (rows["t"] < end) & everyday
         coin = uniform(rows["key"], f"drift{i}", cfg.seed)
         pick = uniform(rows["key"], f"drift{i}-pick", cfg.seed)
         card = np.isin(rows["tx_type"], ("card_present", "card_not_present"))
