@@ -206,3 +206,64 @@ async def test_kill_9_mid_stream_then_restart_no_loss_no_duplicate(kafka_setting
     assert dupes == 0, f"{dupes} duplicate scores after {kills} kill -9"
     assert set(ids) == {t.tx_id for t in txs}, f"{n - len(set(ids))} transactions lost"
     assert {decode(Score, r.value).model_version for r in scores} == {"tiny-1"}
+
+
+async def wait_for(predicate, timeout: float = 60.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not reached in time"
+        await asyncio.sleep(0.1)
+
+
+def publish_model_event(s: Settings, version: str, sha: str, uri: Path) -> None:
+    from txmon.contracts import ModelEvent
+
+    ev = ModelEvent(event="promoted", version=version, artifact_sha256=sha, artifact_uri=str(uri),
+                    created_at=datetime.now(UTC))
+    producer = KafkaProducer(**s.kafka.kafka_python_config(), acks="all")
+    producer.send(s.topic("models"), key=version.encode(), value=ev.to_bytes())
+    producer.flush()
+    producer.close()
+
+
+async def test_hot_swap_mid_stream_and_tampered_artifact_refused(kafka_settings_for, topic_prefix,
+                                                                 tmp_path):
+    s = kafka_settings_for(topic_prefix)
+    ensure_topics(s, PARTITIONS)
+    v1 = tmp_path / "v1"
+    v2 = tmp_path / "v2"
+    v3 = tmp_path / "v3"
+    await asyncio.to_thread(tiny_artifact, v1, "v1", 1)
+    sha2 = await asyncio.to_thread(tiny_artifact, v2, "v2", 2)
+    sha3 = await asyncio.to_thread(tiny_artifact, v3, "v3", 3)
+    onnx = next(p for p in v3.iterdir() if p.suffix == ".onnx")
+    onnx.write_bytes(onnx.read_bytes()[:-8] + b"tampered")  # after signing off: must be refused
+    worker = Worker(s, worker_config(model_dir=v1))
+    task = asyncio.create_task(worker.run())
+    try:
+        first = make_transactions(2_000, seed=21)
+        await asyncio.to_thread(produce, s, first)
+        await read_committed(s, s.topic("scores"), 1_000, timeout=120, settle=0.0)
+        await asyncio.to_thread(publish_model_event, s, "v2", sha2, v2)
+        await wait_for(lambda: worker.slot.version == "v2")
+        await asyncio.to_thread(publish_model_event, s, "v3", sha3, v3)
+        await wait_for(lambda: worker.metrics.model_rejected._value.get() == 1)
+        second = make_transactions(2_000, seed=22)
+        await asyncio.to_thread(produce, s, second)
+        scores = [decode(Score, r.value) for r in
+                  await read_committed(s, s.topic("scores"), 4_000, timeout=120)]
+        letters = [decode(DeadLetter, r.value) for r in
+                   await read_committed(s, s.topic("dlq"), 1, timeout=30, settle=1.0)]
+    finally:
+        worker.stop()
+        await asyncio.wait_for(task, 30)
+    ids = [x.tx_id for x in scores]
+    assert len(ids) == len(set(ids)) == 4_000
+    assert set(ids) == {t.tx_id for t in first + second}
+    by_version = {v: sum(x.model_version == v for x in scores) for v in ("v1", "v2", "v3")}
+    assert by_version["v1"] > 0 and by_version["v2"] >= 2_000 and by_version["v3"] == 0
+    later = {t.tx_id for t in second}
+    assert all(x.model_version == "v2" for x in scores if x.tx_id in later)  # old model kept serving
+    assert [(d.stage, d.key) for d in letters] == [("model_load", "v3")]
+    assert "sha256" in letters[0].error
