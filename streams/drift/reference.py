@@ -1,0 +1,147 @@
+"""The drift reference: block summaries of the champion's validation window, and the detector
+calibrations (simulated thresholds) computed from them once and cached next to them.
+
+``DriftReference.build`` runs alibi-detect's threshold simulation — the expensive part, seconds to
+minutes depending on the ERT. ``save`` writes it; ``load`` reads it back and checks it was built for
+the same configuration and has not been altered, so a restarted worker never simulates again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from streams.drift.blocks import SCORE, column_names, reference_blocks
+from streams.drift.config import DriftConfig, Group
+from streams.drift.detectors import Calibration, MultivariateDetector, UnivariateDetector
+
+META = "reference.json"
+Detector = UnivariateDetector | MultivariateDetector
+Progress = Callable[[str], None]
+
+
+class ReferenceError(RuntimeError):
+    """A cached reference that must not be used: missing, altered, or built for another config."""
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _make_detector(group: Group, x_ref: np.ndarray, config: DriftConfig, n_bootstraps: int,
+                   calibration: Calibration | None) -> Detector:
+    ert = config.ert_steps(group)
+    if group == "embedding":
+        return MultivariateDetector(x_ref, ert, config.lsdd_window, n_bootstraps, calibration,
+                                    seed=config.seed)
+    return UnivariateDetector(x_ref, ert, config.cvm_windows, n_bootstraps, calibration,
+                              seed=config.seed)
+
+
+@dataclass
+class DriftReference:
+    """Reference block summaries per detector group, their column names and calibrations."""
+
+    config_fingerprint: str
+    blocks: dict[Group, np.ndarray]
+    columns: dict[Group, list[str]]
+    calibrations: dict[Group, Calibration]
+    n_bootstraps: dict[Group, int]
+    created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
+    source: str = ""
+
+    @classmethod
+    def build(cls, embeddings: np.ndarray | None, features: dict[str, np.ndarray],
+              binary: dict[str, np.ndarray], scores: np.ndarray | None, config: DriftConfig,
+              progress: Progress | None = None, source: str = "") -> DriftReference:
+        """Summarise the reference events into blocks and simulate every detector's thresholds.
+
+        Any input may be empty/None: its detector group is then left out (its share of the
+        false-alarm budget goes unused, which only makes the monitor quieter).
+        """
+        inputs: dict[Group, dict[str, np.ndarray]] = {}
+        if embeddings is not None and len(embeddings):
+            inputs["embedding"] = {"embedding": np.asarray(embeddings, dtype=np.float32)}
+        if features:
+            inputs["features"] = {k: np.asarray(v, dtype=np.float64) for k, v in features.items()}
+        if scores is not None and len(scores):
+            inputs["score"] = {SCORE: np.asarray(scores, dtype=np.float64)}
+        if binary:
+            inputs["binary"] = {k: np.asarray(v).astype(bool) for k, v in binary.items()}
+        rng = np.random.default_rng(config.seed)
+        blocks, columns, calibrations, n_boot = {}, {}, {}, {}
+        for group in config.groups:
+            if group not in inputs:
+                continue
+            blocks[group] = reference_blocks(group, inputs[group], config, rng)
+            columns[group] = column_names(group, inputs[group])
+            n_boot[group] = config.n_bootstraps(group, len(columns[group]))
+            if progress:
+                progress(f"{group}: simulating {n_boot[group]:,} streams for thresholds")
+            det = _make_detector(group, blocks[group], config, n_boot[group], None)
+            calibrations[group] = det.calibration
+        return cls(config.fingerprint(), blocks, columns, calibrations, n_boot, source=source)
+
+    def detectors(self, config: DriftConfig) -> dict[Group, Detector]:
+        """Fresh detectors (t=0) from the cached calibrations: no threshold simulation."""
+        if config.fingerprint() != self.config_fingerprint:
+            raise ReferenceError("reference was calibrated for another drift configuration; rebuild it")
+        return {g: _make_detector(g, self.blocks[g], config, self.n_bootstraps[g], self.calibrations[g])
+                for g in self.blocks}
+
+    @property
+    def fingerprint(self) -> str:
+        """Identity of this reference: its config and the digest of its arrays."""
+        h = hashlib.sha256(self.config_fingerprint.encode())
+        for g in sorted(self.blocks):
+            h.update(g.encode())
+            h.update(np.ascontiguousarray(self.blocks[g]).tobytes())
+            for k in sorted(self.calibrations[g]):
+                h.update(np.ascontiguousarray(self.calibrations[g][k]).tobytes())
+        return h.hexdigest()
+
+    def save(self, directory: Path) -> Path:
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        files = {}
+        for g in self.blocks:
+            path = directory / f"{g}.npz"
+            np.savez(path, blocks=self.blocks[g],
+                     **{f"cal_{k}": v for k, v in self.calibrations[g].items()})
+            files[path.name] = _digest(path)
+        meta = {"config_fingerprint": self.config_fingerprint, "columns": self.columns,
+                "n_bootstraps": self.n_bootstraps, "created_at": self.created_at,
+                "source": self.source, "files": files, "fingerprint": self.fingerprint}
+        (directory / META).write_text(json.dumps(meta, indent=2, sort_keys=True))
+        return directory
+
+    @classmethod
+    def load(cls, directory: Path, config: DriftConfig | None = None) -> DriftReference:
+        """Read a saved reference; with ``config``, refuse one calibrated for another config."""
+        directory = Path(directory)
+        try:
+            meta = json.loads((directory / META).read_text())
+        except (OSError, ValueError) as exc:
+            raise ReferenceError(f"{directory}: no readable {META} ({exc})") from None
+        blocks, calibrations = {}, {}
+        for name, digest in meta["files"].items():
+            path = directory / name
+            if not path.is_file() or _digest(path) != digest:
+                raise ReferenceError(f"{path}: missing or altered since it was saved")
+            group = name.removesuffix(".npz")
+            with np.load(path, allow_pickle=False) as z:
+                blocks[group] = z["blocks"]
+                calibrations[group] = {k[4:]: z[k] for k in z.files if k.startswith("cal_")}
+        ref = cls(meta["config_fingerprint"], blocks, meta["columns"], calibrations,
+                  meta["n_bootstraps"], meta["created_at"], meta.get("source", ""))
+        if ref.fingerprint != meta["fingerprint"]:
+            raise ReferenceError(f"{directory}: contents do not match the recorded fingerprint")
+        if config is not None and config.fingerprint() != ref.config_fingerprint:
+            raise ReferenceError(f"{directory}: calibrated for another drift configuration")
+        return ref
