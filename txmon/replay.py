@@ -107,12 +107,16 @@ class _Producer:
 def publish(frame: pd.DataFrame, settings: Settings, pacing: Pacing = Pacing(), *,
             bad: Iterable[BadRow] = (), lines: np.ndarray | None = None, source: str = "replay",
             label_source: str = "replay", progress: Callable[[int], None] | None = None,
-            sleep: Callable[[float], None] = time.sleep) -> PublishReport:
+            sleep: Callable[[float], None] = time.sleep,
+            window: tuple[Any, Any] = (None, None)) -> PublishReport:
     """Send ``frame`` (a transaction frame sorted or not) and ``bad`` rows to the topics of ``settings``.
 
     ``lines`` gives each frame row's source line, so a row the contract refuses at publish time
     goes to the dead-letter topic with its line too. ``progress(n)`` is called per transaction.
+    ``window=(lo, hi)`` sends only what happens in [lo, hi): transactions by event time, labels by
+    label time — so a stream can be published in phases without a label arriving early.
     """
+    lo, hi = (None if w is None else pd.Timestamp(w) for w in window)
     report = PublishReport()
     t_start = time.monotonic()
     producer = _Producer(settings)
@@ -124,9 +128,14 @@ def publish(frame: pd.DataFrame, settings: Settings, pacing: Pacing = Pacing(), 
         frame = frame.reset_index(drop=True)
         records = frame.to_dict("records")
         first = frame["event_time"].min() if len(frame) else None
+        if first is not None and lo is not None:
+            first = max(first, lo)
         refused: set[int] = set()
         for kind, pos in schedule(frame):
             row = records[pos]
+            at = row["label_time" if kind == "label" else "event_time"]
+            if (lo is not None and at < lo) or (hi is not None and at >= hi):
+                continue
             if kind == "label":
                 if pos in refused:
                     continue

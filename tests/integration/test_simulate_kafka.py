@@ -48,3 +48,23 @@ def test_every_transaction_and_label_lands(kafka_settings_for, topic_prefix):
     truth = frame.dropna(subset=["label"]).set_index("tx_id")
     assert {lb.tx_id for lb in labels} == set(truth.index)
     assert all(lb.label == truth.loc[lb.tx_id, "label"] and lb.source == "simulator" for lb in labels)
+
+
+def test_publishing_in_time_windows_sends_each_event_once_and_never_early(kafka_settings_for,
+                                                                          topic_prefix):
+    import pandas as pd
+
+    settings = kafka_settings_for(topic_prefix)
+    ensure_topics(settings, partitions=2)
+    frame = simulate(SimConfig(accounts=60, days=4, seed=5)).frame
+    cut = frame["event_time"].min() + pd.Timedelta(days=2)
+    first = publish(frame, settings, window=(None, cut))
+    second = publish(frame, settings, window=(cut, None))
+    labelled = frame["label"].notna() & frame["label_time"].notna()
+    assert first.transactions + second.transactions == len(frame)
+    assert first.transactions == int((frame["event_time"] < cut).sum())
+    assert first.labels == int((labelled & (frame["label_time"] < cut)).sum())
+    assert first.labels + second.labels == int(labelled.sum())
+
+    labels = [decode(Label, m.value) for m in drain(settings, "labels", int(labelled.sum()))]
+    assert len({lb.tx_id for lb in labels}) == len(labels) == int(labelled.sum())
