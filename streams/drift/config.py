@@ -11,7 +11,7 @@ in events reachable with a bootstrap count that can actually be simulated.
 
 >>> c = DriftConfig(ert_events=1_000_000, block_events=500)
 >>> round(c.ert_steps("score"))  # checks between false alarms for the score detector
-8000
+10000
 >>> DriftConfig(ert_hours=24, events_per_hour=3600).total_ert_events
 86400.0
 """
