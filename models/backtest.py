@@ -154,7 +154,7 @@ def _aml(test: pd.DataFrame, y: np.ndarray, models: dict[str, np.ndarray],
     out: dict[str, Any] = {"positives": int(ya.sum()), "rules_recall": recall,
                            "rules_false_positives": int((alerts & (ya == 0)).sum())}
     for name in ("transformer", "lightgbm"):
-        fp, thr = false_positives_at_recall(ya, models[name][population], recall)
+        fp, _ = false_positives_at_recall(ya, models[name][population], recall)
         out[f"{name}_false_positives_at_rules_recall"] = fp
         rfp = out["rules_false_positives"]
         out[f"{name}_fp_reduction_vs_rules"] = (1 - fp / rfp) if rfp else math.nan
