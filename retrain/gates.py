@@ -106,7 +106,7 @@ def alert_volume_gate(ev: Evaluation, p: GatePolicy) -> GateResult:
     thr = (ev.champion_threshold if ev.champion_threshold is not None
            else threshold_at_budget(ev.champion, p.alert_budget))
     v_ch, v_c = float((ev.champion >= thr).mean()), float((ev.candidate >= thr).mean())
-    change = (v_c - v_ch) / v_ch if v_ch > 0 else float("inf")
+    change = (v_c - v_ch) / v_ch if v_ch > 0 else (0.0 if v_c == 0 else float("inf"))
     return _gate("alert_volume", abs(change) <= p.max_alert_volume_change, change,
                  p.max_alert_volume_change,
                  f"at threshold {thr:.4f}: candidate alerts {v_c:.3%} vs champion {v_ch:.3%}")

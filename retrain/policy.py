@@ -67,6 +67,8 @@ class GatePolicy(_Strict):
     recall_tolerance: float = Field(0.02, ge=0)
     drift_required_gain: float = 0.0
     max_alert_volume_change: float = Field(0.5, ge=0)
+    # The worker's fixed alert threshold; None: the champion's threshold at the alert budget.
+    alert_threshold: float | None = Field(None, ge=0, le=1)
     segment_columns: list[str] = Field(default_factory=lambda: ["channel", "country", "segment"])
     max_segment_recall_drop: float = Field(0.10, ge=0)
     min_segment_positives: int = Field(10, ge=1)
