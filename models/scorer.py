@@ -4,10 +4,11 @@ Provider preference is TensorRT > CUDA > CPU among what this onnxruntime build o
 *actually* uses is read back from ``session.get_providers()`` into :attr:`Scorer.providers`
 (``get_available_providers()`` lists CUDA even on a machine without a GPU).
 
->>> # doctest: +SKIP
->>> scorer = Scorer.load("artifacts/v1", expected_sha256=sha)
->>> inputs = [scorer.encoder.encode(state, tx, risk) for state, tx, risk in batch]
->>> scores, embeddings = scorer.score(scorer.encoder.collate(inputs))
+Usage (the streaming worker)::
+
+    scorer = Scorer.load("artifacts/v1", expected_sha256=sha)
+    inputs = [scorer.encoder.encode(state, tx, risk) for state, tx, risk in batch]
+    scores, embeddings = scorer.score(scorer.encoder.collate(inputs))
 """
 
 from __future__ import annotations

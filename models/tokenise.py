@@ -8,9 +8,9 @@ time and history fields). The :class:`FeatureSpec` is saved with the model as JS
 account or counterparty identifiers.
 
 >>> spec = FeatureSpec.fit([{"cur": "EUR", "amt": 12.0, "ch": "pos"}] * 3, min_count=1)
->>> spec.field_value("ch", {"ch": "pos"}) == spec.field_value("ch", {"ch": "atm"})
-False
->>> spec.token(spec.index("ch"), {"ch": "never-seen"}) == OOV
+>>> spec.field_value("channel", {"ch": "pos"})
+'pos'
+>>> spec.token(spec.index("channel"), {"ch": "never-seen"}) == OOV
 True
 """
 
