@@ -139,7 +139,7 @@ class Controller:
         self.job: JobHandle | None = None
         self.job_id: str | None = None
 
-    def _save(self) -> None:
+    def save(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
         tmp = self.state_path.with_suffix(".tmp")
         tmp.write_text(self.state.to_json())
@@ -152,7 +152,17 @@ class Controller:
     def on_label(self, label: Label) -> None:
         self.state.new_labels += 1
 
+    def _merge_from_disk(self) -> None:
+        """Another process (``txmon retrain``) may have started a job: take its starts into account."""
+        if self.state_path.exists():
+            disk = ControllerState.from_json(self.state_path.read_text())
+            self.state.job_starts = sorted(set(self.state.job_starts) | set(disk.job_starts))
+            if disk.last_drift_job and (self.state.last_drift_job is None
+                                        or disk.last_drift_job > self.state.last_drift_job):
+                self.state.last_drift_job = disk.last_drift_job
+
     def on_drift(self, event: Drift) -> Decision:
+        self._merge_from_disk()
         now = self.clock()
         decision = decide(event.scope, event.severity, self.policy, self.state, now, self.job_running)
         trigger = {"kind": "drift", "detector": event.detector, "scope": event.scope,
@@ -164,10 +174,11 @@ class Controller:
                           reason=decision.reason, trigger=trigger)
         if decision.action == "retrain":
             self._start(trigger, now, drift=True)
-        self._save()
+        self.save()
         return decision
 
     def on_manual(self, reason: str, requested_by: str) -> Decision:
+        self._merge_from_disk()
         now = self.clock()
         decision = decide_manual(self.policy, self.state, now, self.job_running)
         trigger = {"kind": "manual", "reason": reason, "requested_by": requested_by}
@@ -175,7 +186,7 @@ class Controller:
                           reason=decision.reason, trigger=trigger)
         if decision.action == "retrain":
             self._start(trigger, now, drift=False)
-        self._save()
+        self.save()
         return decision
 
     def _start(self, trigger: dict[str, Any], now: datetime, drift: bool) -> None:

@@ -187,7 +187,6 @@ def run_job(trigger: dict[str, Any], settings: Any, policy: Policy, *,
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the job process: ``python -m retrain.job --trigger FILE [--policy FILE]``."""
-    from retrain.promotion import KafkaPublisher
     from txmon.settings import get_settings
 
     ap = argparse.ArgumentParser(prog="retrain.job")
@@ -196,9 +195,43 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
     trigger = json.loads(args.trigger.read_text())
     settings = get_settings()
+    with job_lock(Paths(Path(settings.home))) as held:
+        if not held:
+            AuditLog(Paths(Path(settings.home)).audit).append(
+                "job", actor="retrain-job", job_id=trigger.get("job_id"), outcome="refused",
+                error="another job is running")
+            print("another retrain job is running; one at a time", file=sys.stderr)
+            return BUSY
+        return _main(trigger, settings, args.policy)
+
+
+BUSY = 75  # EX_TEMPFAIL
+
+
+@contextmanager
+def job_lock(paths: Paths) -> Iterator[bool]:
+    """One job at a time across processes (controller-launched or `txmon retrain`)."""
+    import fcntl
+
+    paths.job_logs.mkdir(parents=True, exist_ok=True)
+    with open(paths.job_logs / "job.lock", "w") as f:
+        try:
+            fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _main(trigger: dict[str, Any], settings: Any, policy_path: Path | None) -> int:
+    from retrain.promotion import KafkaPublisher
+
     publisher = KafkaPublisher(settings)
     try:
-        result = run_job(trigger, settings, load_policy(args.policy),
+        result = run_job(trigger, settings, load_policy(policy_path),
                          registry=Registry.from_settings(settings), publisher=publisher,
                          progress=lambda s: print(f"[{datetime.now(UTC):%H:%M:%S}] {s}", flush=True))
     except Exception as exc:
