@@ -34,7 +34,7 @@ def controller_for(settings: Any, policy: Policy, policy_path: Path | None = Non
 
 def serve(settings: Any, controller: Controller, stop: threading.Event | None = None,
           on_decision: Callable[[Drift, Decision], None] = lambda _e, _d: None,
-          poll_ms: int = 1000) -> None:
+          poll_ms: int = 1000, offset_reset: str = "latest") -> None:
     """Run until ``stop`` is set. Undecodable events are logged and skipped (the worker's DLQ has
     the originals; the controller must not crash on one bad record)."""
     from kafka import KafkaConsumer
@@ -42,7 +42,8 @@ def serve(settings: Any, controller: Controller, stop: threading.Event | None = 
     stop = stop or threading.Event()
     drift_topic, label_topic = settings.topic("drift"), settings.topic("labels")
     consumer = KafkaConsumer(drift_topic, label_topic, **settings.kafka.kafka_python_config(),
-                             group_id=GROUP, enable_auto_commit=False, auto_offset_reset="latest")
+                             group_id=GROUP, enable_auto_commit=False,
+                             auto_offset_reset=offset_reset)
     try:
         while not stop.is_set():
             batch = consumer.poll(timeout_ms=poll_ms)
