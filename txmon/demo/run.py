@@ -1,0 +1,421 @@
+"""``txmon demo``: the whole loop on one machine, from an empty disk to a promoted model.
+
+broker -> simulated bank -> first champion (pre-train + fine-tune) -> worker + retrain controller
+-> warm-up and live traffic with a scheduled drift -> drift detected -> governed fine-tuning job ->
+gates -> shadow -> promotion -> hot swap -> precision recovers -> HTML report.
+
+Everything it starts (broker, worker, controller) is stopped when it ends, on error and on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import threading
+import time
+from collections.abc import Callable
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console, Group
+from rich.live import Live
+from rich.table import Table
+
+from txmon.demo.collector import Collector, Truth, buckets, precision_at_budget
+from txmon.demo.report import DemoRecord, Stage, render
+from txmon.demo.scenario import DemoPlan, split
+from txmon.demo.supervisor import Supervisor
+from txmon.settings import BrokerSettings, KafkaSettings, Settings
+
+STAGES = ("broker", "simulate", "champion", "services", "warm-up", "live traffic", "drift detected",
+          "retrain job", "gates passed", "shadow", "promoted", "hot swap", "recovery", "report")
+
+
+class DemoFailed(RuntimeError):
+    def __init__(self, stage: str, message: str):
+        self.stage = stage
+        super().__init__(f"{stage}: {message}")
+
+
+@dataclass
+class Demo:
+    plan: DemoPlan
+    home: Path
+    report_dir: Path
+    port: int
+    console: Console
+
+    def __post_init__(self) -> None:
+        self.record = DemoRecord(stages=[Stage(n) for n in STAGES])
+        self.settings = Settings(
+            home=self.home,
+            kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{self.port}"),
+            broker=BrokerSettings(port=self.port),
+        )
+        # Fresh keys per run, only in this process's environment and its children's.
+        self.env = {**os.environ, "TXMON_HOME": str(self.home),
+                    "TXMON_KAFKA__BOOTSTRAP_SERVERS": f"127.0.0.1:{self.port}",
+                    "TXMON_BROKER__PORT": str(self.port),
+                    "TXMON_SIGNING_KEY": secrets.token_hex(32),
+                    "TXMON_PSEUDONYM_KEY": secrets.token_hex(32),
+                    "OMP_NUM_THREADS": "1"}
+        self.t0 = time.monotonic()
+        self.collector: Collector | None = None
+        self.stream_thread: threading.Thread | None = None
+        self.stream_error: BaseException | None = None
+        self.release = threading.Event()
+        self.stream_done = threading.Event()
+        self.sent = 0
+
+    # -- bookkeeping ---------------------------------------------------------------------------
+    def stage(self, name: str) -> Stage:
+        return next(s for s in self.record.stages if s.name == name)
+
+    @contextmanager
+    def step(self, name: str, detail: str = ""):
+        st = self.stage(name)
+        st.status, st.detail = "running", detail
+        start = time.monotonic()
+        try:
+            yield st
+        except BaseException as exc:
+            st.status = "failed"
+            st.detail = str(exc)[:300]
+            raise
+        finally:
+            st.seconds = time.monotonic() - start
+        st.status = "done"
+
+    def remaining(self) -> float:
+        return self.plan.timeout_s - (time.monotonic() - self.t0)
+
+    def wait_for(self, name: str, ready: Callable[[], Any], supervisor: Supervisor,
+                 describe: Callable[[Any], str] = str) -> Any:
+        with self.step(name) as st:
+            while True:
+                value = ready()
+                if value:
+                    st.detail = describe(value)
+                    return value
+                supervisor.check()
+                if self.stream_error is not None:
+                    raise DemoFailed(name, f"traffic stopped: {self.stream_error}")
+                if self.remaining() <= 0:
+                    raise DemoFailed(name, f"not reached within the demo's {self.plan.timeout_s:.0f} s")
+                time.sleep(0.5)
+
+    def env_for(self, **extra: str) -> dict[str, str]:
+        return {**self.env, **extra}
+
+    # -- display -----------------------------------------------------------------------------------
+    def view(self) -> Group:
+        table = Table(title=f"txmon demo — {time.monotonic() - self.t0:5.0f} s", expand=False)
+        for col in ("stage", "status", "s", "detail"):
+            table.add_column(col)
+        colours = {"done": "green", "running": "yellow", "failed": "red", "pending": "dim"}
+        for s in self.record.stages:
+            c = colours.get(s.status, "white")
+            table.add_row(s.name, f"[{c}]{s.status}[/{c}]", f"{s.seconds:.0f}", s.detail[:90])
+        parts: list[Any] = [table]
+        if self.collector is not None:
+            t = self.collector.snapshot()
+            versions = ", ".join(f"{v}: {n}" for v, n in sorted(t.versions.items()))
+            parts.append(f"sent {self.sent:,} · scored {t.scores:,} · alerts {t.alerts:,} · "
+                         f"duplicates {t.duplicates} · drift events {len(t.drift)} · "
+                         f"model events {len(t.models)} · by version: {versions or '-'}")
+        return Group(*parts)
+
+
+def free_port() -> int:
+    import socket
+
+    from txmon.broker.config import CONTROLLER_OFFSET
+
+    for _ in range(100):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port + CONTROLLER_OFFSET < 65535:
+            with socket.socket() as s2:
+                try:
+                    s2.bind(("127.0.0.1", port + CONTROLLER_OFFSET))
+                except OSError:
+                    continue
+            return port
+    raise RuntimeError("no free port for the demo broker")
+
+
+def run(demo: Demo) -> DemoRecord:
+    """Run the loop; always writes the report; raises :class:`DemoFailed` when the loop broke."""
+    from txmon.broker import cluster_for
+
+    cluster = cluster_for(demo.settings)
+    failure: BaseException | None = None
+    try:
+        with Live(demo.view(), console=demo.console, refresh_per_second=2,
+                  get_renderable=demo.view, transient=False), \
+                Supervisor(demo.home / "logs", demo.env) as sup:
+            try:
+                _loop(demo, cluster, sup)
+            finally:
+                demo.release.set()
+                if demo.stream_thread is not None:
+                    demo.stream_thread.join(timeout=30)
+                if demo.collector is not None:
+                    time.sleep(1.0)  # let the last committed output arrive
+                    demo.collector.stop()
+    except BaseException as exc:  # report on every failure, Ctrl-C included
+        failure = exc
+    finally:
+        cluster.down()
+    _finish(demo, failure)
+    if failure is not None:
+        if isinstance(failure, DemoFailed | KeyboardInterrupt):
+            raise failure
+        raise DemoFailed(_failed_stage(demo), str(failure)) from failure
+    return demo.record
+
+
+def _failed_stage(demo: Demo) -> str:
+    return next((s.name for s in demo.record.stages if s.status in ("failed", "running")), "demo")
+
+
+def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
+    from txmon.broker.topics import ensure_topics
+    from txmon.sim import simulate
+
+    plan = demo.plan
+    with demo.step("broker") as st:
+        cluster.up()
+        ensure_topics(demo.settings)
+        st.detail = f"Apache Kafka {cluster.version} (KRaft) at {cluster.bootstrap_servers}"
+
+    with demo.step("simulate") as st:
+        result = simulate(plan.sim_config())
+        frame = result.frame
+        history, warmup, live = split(frame, plan)
+        demo.record.drift_onset = plan.drift_start
+        st.detail = (f"{plan.accounts} accounts, {len(history):,} history + {len(live):,} live "
+                     f"transactions; drift '{result.drift_truth[0]['name']}' at "
+                     f"{plan.drift_start:%Y-%m-%d}")
+
+    with demo.step("champion") as st:
+        artifact = _build_champion(demo, history)
+        st.detail = f"v1 at {artifact}"
+        sup.start("register", "models", "register", str(artifact), "--promote", "--by", "demo")
+        _wait_child(sup, "register", 120)
+
+    truth = Truth(event_time=dict(zip(frame["tx_id"], frame["event_time"].dt.to_pydatetime(),
+                                      strict=True)),
+                  positive=dict(zip(frame["tx_id"], frame["label"].isin(["fraud", "sar"]),
+                                    strict=True)))
+    demo.collector = Collector(demo.settings, truth, group=f"demo-{secrets.token_hex(4)}")
+    demo.collector.start()
+
+    with demo.step("services") as st:
+        sup.start("worker", "worker", "--instance-id", "demo-1", "--threshold", "0.5")
+        sup.start("controller", "retrain-controller")
+        st.detail = "txmon worker, txmon retrain-controller"
+
+    stream = pd.concat([warmup, live], ignore_index=True)
+    hold_at = pd.Timestamp(plan.live_start) + pd.Timedelta(days=plan.live_days * plan.hold_fraction)
+    demo.stream_thread = threading.Thread(target=_stream, args=(demo, stream, hold_at),
+                                          name="demo-traffic", daemon=True)
+    demo.stream_thread.start()
+
+    def first_version() -> bool:
+        return "v1" in demo.collector.snapshot().versions  # type: ignore[union-attr]
+
+    demo.wait_for("warm-up", first_version, sup, lambda _: "worker is scoring with v1")
+    demo.stage("live traffic").status = "running"
+
+    def drift() -> Any:
+        t = demo.collector.snapshot()  # type: ignore[union-attr]
+        return t.drift[0] if t.drift else None
+
+    demo.wait_for("drift detected", drift, sup,
+                  lambda d: f"{d.detector} ({d.scope}) {d.statistic:.3g} > {d.threshold:.3g}")
+
+    def model_event(kind: str) -> Callable[[], Any]:
+        def find() -> Any:
+            t = demo.collector.snapshot()  # type: ignore[union-attr]
+            for m in t.models:
+                if m.event == kind and m.version != "v1":
+                    return m
+            rejected = [m for m in t.models if m.event == "rejected"]
+            if rejected and kind != "rejected":
+                raise DemoFailed("gates passed", f"candidate {rejected[0].version} rejected: "
+                                 f"{rejected[0].reason}")
+            return None
+        return find
+
+    demo.wait_for("retrain job", model_event("candidate"), sup, lambda m: f"candidate {m.version}")
+    demo.wait_for("gates passed", model_event("validated"), sup,
+                  lambda m: f"{sum(g.passed for g in m.gate_results)}/{len(m.gate_results)} gates")
+    promoted = demo.wait_for("shadow", model_event("promoted"), sup,
+                             lambda m: "shadow comparison passed")
+    demo.stage("promoted").status = "done"
+    demo.stage("promoted").detail = f"{promoted.version} promoted (sha256 {promoted.artifact_sha256[:12]}…)"
+
+    def swapped() -> Any:
+        t = demo.collector.snapshot()  # type: ignore[union-attr]
+        new = [v for v in t.versions if v != "v1"]
+        return new[0] if new else None
+
+    version = demo.wait_for("hot swap", swapped, sup, lambda v: f"worker serving {v}")
+    demo.release.set()
+    with demo.step("live traffic"):
+        while not demo.stream_done.is_set():
+            sup.check()
+            if demo.remaining() <= 0:
+                raise DemoFailed("live traffic", "traffic did not finish in time")
+            time.sleep(0.5)
+        _drain(demo, len(stream))
+    demo.record.promoted_at = demo.collector.snapshot().first_seen.get(version)
+
+
+def _stream(demo: Demo, frame: pd.DataFrame, hold_at: pd.Timestamp) -> None:
+    """Warm-up as fast as possible, live traffic at the plan's rate, holding at ``hold_at``."""
+    from txmon.replay import Pacing, publish
+
+    try:
+        live_start = pd.Timestamp(demo.plan.live_start)
+
+        def count(n: int) -> None:
+            demo.sent += n
+
+        publish(frame, demo.settings, window=(None, live_start), progress=count,
+                source="demo", label_source="demo")
+        publish(frame, demo.settings, Pacing(rate=demo.plan.rate), window=(live_start, hold_at),
+                progress=count, source="demo", label_source="demo")
+        # Hold: the rest of the traffic shows recovery, so it waits for the new model (or the end).
+        demo.release.wait(timeout=max(1.0, demo.remaining()))
+        publish(frame, demo.settings, Pacing(rate=demo.plan.rate), window=(hold_at, None),
+                progress=count, source="demo", label_source="demo")
+    except BaseException as exc:
+        demo.stream_error = exc
+    finally:
+        demo.stream_done.set()
+
+
+@contextmanager
+def _nullcontext():
+    yield
+
+
+def _drain(demo: Demo, expected: int, timeout: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if demo.collector.snapshot().scores >= expected:  # type: ignore[union-attr]
+            return
+        time.sleep(0.5)
+
+
+def _wait_child(sup: Supervisor, name: str, timeout: float) -> None:
+    child = next(c for c in sup.children if c.name == name)
+    try:
+        code = child.proc.wait(timeout=timeout)
+    finally:
+        sup.children.remove(child)
+    if code != 0:
+        raise RuntimeError(f"`txmon {name}` failed ({code}):\n{child.tail()}")
+
+
+def _build_champion(demo: Demo, history: pd.DataFrame) -> Path:
+    from models.artifact import HmacSigner
+    from models.finetune import TrainConfig, build_champion
+    from models.pretrain import PretrainConfig
+
+    out = demo.home / "artifacts" / "v1"
+    cfg = TrainConfig(show_progress=False, threads=2)
+    cfg.pretrain = PretrainConfig(**{**cfg.pretrain.__dict__, "epochs": demo.plan.pretrain_epochs})
+    cfg.finetune.epochs = demo.plan.finetune_epochs
+    signer = HmacSigner(demo.env["TXMON_SIGNING_KEY"].encode())
+    build_champion(history, out, "v1", cfg, signer=signer)
+    return out
+
+
+def _finish(demo: Demo, failure: BaseException | None) -> None:
+    """Fill the record from what was observed, judge it, write the report."""
+    rec = demo.record
+    plan = demo.plan
+    with demo.step("report") if failure is None else _nullcontext():
+        if demo.collector is not None:
+            f = demo.collector.frame()
+            t = demo.collector.snapshot()
+            rec.drift_events = t.drift
+            rec.model_events = t.models
+            rec.buckets = buckets(f, "12h")
+            live = f[f["event_time"] >= pd.Timestamp(plan.live_start)]
+            onset = pd.Timestamp(plan.drift_start)
+            before = live[live["event_time"] < onset]
+            rec.scores_before = before["score"].to_numpy()
+            if rec.promoted_at is not None:
+                swap = pd.Timestamp(rec.promoted_at)
+                during = live[(live["event_time"] >= onset) & (live["event_time"] < swap)]
+                after = live[live["event_time"] >= swap]
+                rec.scores_after = after["score"].to_numpy()
+                k = plan.daily_alert_budget
+                rec.figures = {
+                    "precision_at_budget_before_drift": precision_at_budget(before, k),
+                    "precision_at_budget_during_drift": precision_at_budget(during, k),
+                    "precision_at_budget_after_promotion": precision_at_budget(after, k),
+                    "alert_precision_during_drift": _alert_precision(during),
+                    "alert_precision_after_promotion": _alert_precision(after),
+                    "scored": len(f), "duplicates": t.duplicates,
+                    "daily_alert_budget": plan.daily_alert_budget,
+                }
+        rec.audit = _audit(demo.home)
+        rec.ok, rec.verdict = _judge(rec, failure)
+        path = render(rec, demo.report_dir)
+    demo.console.print(f"report: {path}")
+
+
+def _alert_precision(f: pd.DataFrame) -> float:
+    alerts = f[f["alerted"]]
+    return float(alerts["positive"].mean()) if len(alerts) else float("nan")
+
+
+def _judge(rec: DemoRecord, failure: BaseException | None) -> tuple[bool, str]:
+    if failure is not None:
+        stage = next((s.name for s in rec.stages if s.status == "failed"), "demo")
+        return False, f"The loop did not complete: stage '{stage}' failed: {failure}"
+    fig = rec.figures
+    during = fig.get("precision_at_budget_during_drift", float("nan"))
+    after = fig.get("precision_at_budget_after_promotion", float("nan"))
+    if not (np.isfinite(during) and np.isfinite(after)) or after <= during:
+        return False, (f"The loop completed but precision did not recover: {during:.3f} during the "
+                       f"drift, {after:.3f} after the promotion (top-{fig.get('daily_alert_budget')} "
+                       "alerts per day)")
+    if fig.get("duplicates"):
+        return False, f"{fig['duplicates']} transactions were scored twice in committed output"
+    return True, (f"Loop completed: drift detected, candidate validated, shadowed, promoted and "
+                  f"swapped; precision of the top-{fig['daily_alert_budget']} daily alerts went from "
+                  f"{during:.3f} during the drift to {after:.3f} after the promotion")
+
+
+def _audit(home: Path) -> list[dict[str, Any]]:
+    import json
+
+    path = home / "audit" / "audit.jsonl"
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text().splitlines():
+        try:
+            e = json.loads(line)
+        except ValueError:
+            continue
+        rows.append({k: (v if isinstance(v, str | int | float) else json.dumps(v)[:80])
+                     for k, v in e.items()})
+    return rows
+
+
+def default_home() -> Path:
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    return Path(os.environ.get("TXMON_DEMO_HOME", Path.home() / ".cache" / "txmon" / "demo")) / stamp
