@@ -159,3 +159,16 @@ def test_a_crashing_job_process_does_not_stop_the_controller(tmp_path: Path) -> 
     assert last["kind"] == "job" and last["details"]["outcome"] == "failed"
     feed_labels(ctl, 5)
     assert ctl.on_drift(drift()).action == "retrain"
+
+
+def test_job_lock_allows_one_job_at_a_time_across_holders(tmp_path: Path) -> None:
+    from retrain.job import Paths, job_lock
+
+    paths = Paths(tmp_path)
+    with job_lock(paths) as first:
+        assert first
+        # A second process (here: a second open file description) is refused while the first runs.
+        with job_lock(paths) as second:
+            assert not second
+    with job_lock(paths) as again:
+        assert again
