@@ -133,3 +133,25 @@ def verify(path: Path) -> Verification:
                 return Verification(False, n, lineno, "does not chain to the previous entry")
             prev, n = entry["hash"], n + 1
     return Verification(ok=True, entries=n)
+
+
+def check_anchors(path: Path, anchors: dict[int, str]) -> Verification:
+    """Entries recorded elsewhere (``seq -> hash``, e.g. in the model registry at each promotion)
+    must still be in the log: this catches what a chain alone cannot — a log cut short at its tail
+    or rewritten from scratch."""
+    found: dict[int, str] = {}
+    path = Path(path)
+    if path.exists():
+        with open(path, "rb") as f:
+            for raw in f:
+                if raw.strip():
+                    e = json.loads(raw)
+                    if e.get("seq") in anchors:
+                        found[e["seq"]] = e.get("hash", "")
+    for seq, digest in sorted(anchors.items()):
+        if found.get(seq) != digest:
+            return Verification(False, len(found), None,
+                                f"entry {seq} recorded in the registry is missing or different "
+                                "(log truncated or rewritten)")
+    return Verification(True, len(found))
+

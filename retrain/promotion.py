@@ -167,8 +167,10 @@ class Governance:
             self.registry.set_tags(previous, {"status": "retired"})
         self.registry.set_tags(version, {"status": "promoted", "promoted_by": by,
                                          "promoted_at": self.clock().isoformat()})
-        self.audit.append("promotion", actor=by, version=version, model_version=manifest.version,
-                          artifact_sha256=manifest.artifact_sha256, previous=previous)
+        entry = self.audit.append("promotion", actor=by, version=version,
+                                  model_version=manifest.version,
+                                  artifact_sha256=manifest.artifact_sha256, previous=previous)
+        self._anchor(version, entry)
         event = self._event("promoted", self.registry.get(version),
                             f"promoted by {by}" + (f", replacing {previous}" if previous else ""))
         self.write_card(version)
@@ -182,13 +184,26 @@ class Governance:
                           verifier=self.verifier)
         self.registry.set_tags(demoted, {"status": "rolled_back", "rolled_back_by": by})
         self.registry.set_tags(restored, {"status": "promoted"})
-        self.audit.append("rollback", actor=by, from_version=demoted, to_version=restored,
-                          to_model_version=manifest.version, reason=reason)
+        entry = self.audit.append("rollback", actor=by, from_version=demoted, to_version=restored,
+                                  to_model_version=manifest.version, reason=reason)
+        self._anchor(restored, entry)
         self._event("rolled_back", self.registry.get(demoted), f"rolled back by {by}: {reason}")
         self._event("promoted", self.registry.get(restored), f"restored by rollback from {demoted}")
         self.write_card(demoted)
         self.write_card(restored)
         return demoted, restored
+
+    def _anchor(self, version: str, entry: dict[str, Any]) -> None:
+        """Keep the audit entry's hash outside the log too (see :func:`retrain.audit.check_anchors`)."""
+        anchors = json.loads(self.registry.get(version).tags.get("audit_anchors", "{}"))
+        anchors[str(entry["seq"])] = entry["hash"]
+        self.registry.set_tags(version, {"audit_anchors": anchors})
+
+    def audit_anchors(self) -> dict[int, str]:
+        out: dict[int, str] = {}
+        for v in self.registry.versions():
+            out |= {int(k): h for k, h in json.loads(v.tags.get("audit_anchors", "{}")).items()}
+        return out
 
     # -- model card ----------------------------------------------------------------------------
     def card(self, version: str) -> str:

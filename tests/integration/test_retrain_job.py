@@ -22,7 +22,7 @@ from pydantic import SecretStr
 
 from models.artifact import ArtifactError, HmacSigner, read_manifest
 from models.registry import CHAMPION, Registry
-from retrain.audit import AuditLog, verify
+from retrain.audit import AuditLog, check_anchors, verify
 from retrain.job import Paths, run_job
 from retrain.policy import Policy, load_policy
 from retrain.promotion import Governance, MemoryPublisher, PromotionError
@@ -139,6 +139,8 @@ def test_lineage_card_and_audit(promoted: dict) -> None:
     kinds = [e["kind"] for e in AuditLog(log).entries()]
     assert {"snapshot", "candidate", "gates", "promotion"} <= set(kinds)
     assert verify(log).ok
+    anchors = promoted["gov"].audit_anchors()
+    assert anchors and check_anchors(log, anchors).ok
 
 
 def test_no_raw_account_identifier_in_artifacts_registry_or_cards(promoted: dict, world: dict) -> None:

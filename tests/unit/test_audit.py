@@ -85,3 +85,15 @@ def test_appending_after_a_good_log_keeps_it_valid(log: AuditLog) -> None:
 def test_unknown_kind_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="unknown audit kind"):
         AuditLog(tmp_path / "a.jsonl").append("coffee", actor="x")
+
+
+def test_truncation_is_caught_by_anchors_kept_elsewhere(log: AuditLog) -> None:
+    from retrain.audit import check_anchors
+
+    last = list(log.entries())[-1]
+    anchors = {last["seq"]: last["hash"]}
+    assert check_anchors(log.path, anchors).ok
+    _write(log, _lines(log)[:-1])  # the chain alone cannot see a cut tail...
+    assert verify(log.path).ok
+    result = check_anchors(log.path, anchors)  # ...the anchor can
+    assert not result.ok and "truncated" in result.problem

@@ -224,9 +224,12 @@ def shadow(version: str, hours: Annotated[float, typer.Option(help="look back th
 # -- audit ----------------------------------------------------------------------------------------
 @audit_app.command("verify")
 def audit_verify(path: Annotated[Path | None, typer.Option(help="audit log (default: under TXMON_HOME)")]
-                 = None) -> None:
+                 = None,
+                 registry: Annotated[bool, typer.Option(
+                     help="also check the entries anchored in the model registry (catches a "
+                          "truncated or rewritten log)")] = False) -> None:
     """Check the hash chain: any edited, deleted or reordered entry is reported with its line."""
-    from retrain.audit import verify
+    from retrain.audit import check_anchors, verify
     from retrain.job import Paths
 
     path = path or Paths(Path(_settings().home)).audit
@@ -234,6 +237,11 @@ def audit_verify(path: Annotated[Path | None, typer.Option(help="audit log (defa
     if not result.ok:
         _fail(f"audit log {path} is NOT intact: line {result.line}: {result.problem} "
               f"({result.entries} entries verified before it)")
+    if registry:
+        anchored = check_anchors(path, _governance(publish=False).audit_anchors())
+        if not anchored.ok:
+            _fail(f"audit log {path} is NOT intact: {anchored.problem}")
+        console.print(f"{anchored.entries} entries match their registry anchors")
     console.print(f"[green]audit log intact[/green]: {result.entries} entries, {path}")
 
 
