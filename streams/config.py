@@ -69,6 +69,8 @@ class WorkerConfig(BaseSettings):
     # /metrics (Prometheus) and /health; 0 picks a free port (tests), -1 serves neither.
     metrics_host: str = "0.0.0.0"
     metrics_port: int = Field(9100, ge=-1, le=65535)
+    # Score with a ``validated`` challenger beside the champion (shadow=True scores, never alerts).
+    shadow: bool = True
     policy: PolicyConfig = PolicyConfig()
     rules: RuleConfig = RuleConfig()
 

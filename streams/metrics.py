@@ -41,7 +41,18 @@ class WorkerMetrics:
         self.model = Info("txmon_model", "Model version being served", registry=r)
         self.model_swaps = Counter("txmon_model_swaps", "Models switched to", registry=r)
         self.model_rejected = Counter("txmon_model_rejected",
-                                      "Promoted artifacts refused (hash, signature, load)", registry=r)
+                                      "Promoted or validated artifacts refused (hash, signature, load)",
+                                      registry=r)
+        self.shadow_scores = Counter("txmon_shadow_scored",
+                                     "Shadow scores published for the challenger", registry=r)
+        self.shadow_seconds = Histogram("txmon_shadow_scoring_latency_seconds",
+                                        "Challenger ONNX scoring time per micro-batch",
+                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.shadow_failures = Counter("txmon_shadow_failures",
+                                       "Challengers dropped because they failed to encode or score",
+                                       registry=r)
+        self.challenger = Info("txmon_challenger",
+                               "Challenger being shadow scored (version empty when none)", registry=r)
         self.lag = Gauge("txmon_consumer_lag", "High watermark minus position",
                          ["topic", "partition"], registry=r)
         self.transactions = Counter("txmon_kafka_transactions",

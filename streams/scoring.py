@@ -12,6 +12,14 @@ Per transaction: decode against the contract (a bad one is a dead letter, never 
 the account's history *before* it and the counterparty's risk (the same ``models.features`` code as
 training), fold it into the history, and, after one ONNX call for the whole batch, decide the alert
 with :class:`~streams.policy.AlertPolicy`. Only alerted transactions pay for ``Scorer.explain``.
+
+Shadow scoring: given a challenger, the same batch is scored a second time (one more ONNX call, on the
+same collated inputs when both models tokenise alike, else on the challenger's own encoding of the
+same account state) and every transaction gets a second Score with ``shadow=True``, the challenger's
+version and ``alerted=False``. Shadow scores never reach the alert policy (nor its budget), the label
+join (labels are joined to the champion's score) or the drift observer. A challenger that fails to
+encode or score costs the batch its shadow scores, never its champion outputs: the failure is reported
+in :attr:`BatchResult.shadow_error` and the worker stops shadowing.
 """
 
 from __future__ import annotations
@@ -102,6 +110,8 @@ class ScoredBatch:
     scores: np.ndarray
     embeddings: np.ndarray
     alerted: np.ndarray
+    # Each transaction's feature record (``models.features.observe``): gaps, velocities, novelty.
+    records: list[dict[str, Any]] = field(default_factory=list)
 
 
 class BatchObserver(Protocol):
@@ -123,6 +133,10 @@ class BatchResult:
     labels: int = 0
     unmatched_labels: int = 0
     scoring_seconds: float = 0.0
+    shadow_scored: int = 0
+    shadow_version: str | None = None
+    shadow_seconds: float = 0.0
+    shadow_error: str | None = None
     event_times: list[datetime] = field(default_factory=list)
     ingest_ms: list[int] = field(default_factory=list)
 
@@ -132,6 +146,7 @@ class _Pending:
     record: Record
     tx: Transaction
     model_input: Any
+    shadow_input: Any = None  # the challenger's own encoding, when it tokenises differently
 
 
 def positive_rate(features: Any, risk: dict[str, Any], at: datetime) -> float:
@@ -152,18 +167,22 @@ class ScoringCore:
         self.observer = observer
 
     # -- one batch -------------------------------------------------------------------------
-    def process(self, records: list[Record], model: Model) -> BatchResult:
+    def process(self, records: list[Record], model: Model, challenger: Model | None = None) -> BatchResult:
+        """Every output of ``records``; with a ``challenger``, also its shadow score per transaction."""
         out = BatchResult()
         pending: list[_Pending] = []
+        own_encoding = challenger is not None and not same_encoding(model, challenger)
         for r in records:
             if r.topic == self.topics.transactions:
-                self._transaction(r, model, out, pending)
+                self._transaction(r, model, out, pending, challenger if own_encoding else None)
             elif r.topic == self.topics.credits:
                 self._credit(r, out)
             elif r.topic == self.topics.labels:
                 self._label(r, model, out)
         if pending:
-            self._score(pending, model, out)
+            batch = self._score(pending, model, out)
+            if challenger is not None and out.shadow_error is None:
+                self._shadow(pending, challenger, None if own_encoding else batch, out)
         for partition, key, value in self.accounts.changelog():
             out.outputs.append(Output(self.topics.changelog, key, value, partition))
         return out
@@ -176,7 +195,8 @@ class ScoringCore:
         out.outputs.append(Output(self.topics.dlq, r.key, dl.to_bytes()))
         out.dead.append((dl.stage, dl.error_field or ""))
 
-    def _transaction(self, r: Record, model: Model, out: BatchResult, pending: list[_Pending]) -> None:
+    def _transaction(self, r: Record, model: Model, out: BatchResult, pending: list[_Pending],
+                     shadow_encoder: Model | None = None) -> None:
         try:
             tx = decode(Transaction, r.value)
         except ContractError as exc:
@@ -192,6 +212,14 @@ class ScoringCore:
         if entry.seen(tx.tx_id):
             out.duplicates += 1  # a publisher retry: it already has its one score
             return
+        shadow_input = None
+        if shadow_encoder is not None and out.shadow_error is None:
+            # Before the state update below: the challenger sees the same history as the champion.
+            try:
+                shadow_input = shadow_encoder.encoder.encode(entry.state, tx,
+                                                             self.risk.get(tx.counterparty_id))
+            except Exception as exc:
+                out.shadow_error = f"challenger encoding: {type(exc).__name__}: {exc}"
         try:
             model_input = model.encoder.encode(entry.state, tx, self.risk.get(tx.counterparty_id))
             entry.state = self.features.update_account_state(entry.state, tx)
@@ -201,7 +229,7 @@ class ScoringCore:
             return
         entry.remember(tx.tx_id, tx.counterparty_id, None, self.config.label_index_size)
         self.accounts.touch(tx.account_id)
-        pending.append(_Pending(r, tx, model_input))
+        pending.append(_Pending(r, tx, model_input, shadow_input))
         if (tx.tx_type in self.config.credit_tx_types and tx.direction == "debit"
                 and tx.counterparty_id != tx.account_id):
             out.outputs.append(Output(self.topics.credits, tx.counterparty_id.encode(), r.value or b""))
@@ -236,7 +264,7 @@ class ScoringCore:
         if self.observer is not None:
             self._drift(self.observer.on_label(label, score, model.version), out)
 
-    def _score(self, pending: list[_Pending], model: Model, out: BatchResult) -> None:
+    def _score(self, pending: list[_Pending], model: Model, out: BatchResult) -> dict[str, np.ndarray]:
         batch = model.encoder.collate([p.model_input for p in pending])
         t0 = time.perf_counter()
         scores, embeddings = model.score(batch)
@@ -273,8 +301,52 @@ class ScoringCore:
         if self.observer is not None:
             self._drift(self.observer.on_batch(ScoredBatch(
                 model.version, [p.tx for p in pending], batch, np.asarray(scores),
-                np.asarray(embeddings), alerted)), out)
+                np.asarray(embeddings), alerted,
+                [p.model_input.records[-1] if getattr(p.model_input, "records", None) else {}
+                 for p in pending])), out)
+        return batch
+
+    def _shadow(self, pending: list[_Pending], challenger: Model,
+                batch: dict[str, np.ndarray] | None, out: BatchResult) -> None:
+        """The challenger's score of every transaction the champion just scored; never an alert.
+
+        ``batch`` is the champion's collated input when the challenger can share it, else None.
+        """
+        t0 = time.perf_counter()
+        try:
+            if batch is None:
+                batch = challenger.encoder.collate([p.shadow_input for p in pending])
+            scores, _ = challenger.score(batch)
+            if len(scores) != len(pending):
+                raise ValueError(f"{len(scores)} scores for {len(pending)} transactions")
+        except Exception as exc:
+            out.shadow_error = f"challenger scoring: {type(exc).__name__}: {exc}"
+            return
+        out.shadow_seconds = time.perf_counter() - t0
+        now = datetime.now(UTC)
+        now_ms = now.timestamp() * 1000
+        for i, p in enumerate(pending):
+            tx, r = p.tx, p.record
+            s = Score(tx_id=tx.tx_id, account_id=tx.account_id,
+                      score=min(1.0, max(0.0, float(scores[i]))), model_version=challenger.version,
+                      alerted=False, latency_ms=max(0.0, now_ms - r.timestamp_ms),
+                      event_time=tx.event_time, scored_at=now, shadow=True)
+            out.outputs.append(Output(self.topics.scores, tx.account_id.encode(), s.to_bytes()))
+        out.shadow_scored = len(pending)
+        out.shadow_version = challenger.version
 
     def _drift(self, events: list[Drift], out: BatchResult) -> None:
         for ev in events or ():
             out.outputs.append(Output(self.topics.drift, ev.champion_version.encode(), ev.to_bytes()))
+
+
+def same_encoding(a: Model, b: Model) -> bool:
+    """Do two models tokenise identically (same feature spec, same sequence length)?
+
+    A challenger fine-tuned from the champion usually does, and then shares the champion's collated
+    batch; otherwise it encodes the same account state with its own encoder.
+    """
+    ea, eb = a.encoder, b.encoder
+    return ea is eb or (getattr(ea, "max_len", None) == getattr(eb, "max_len", None)
+                        and getattr(ea, "spec", None) is not None
+                        and getattr(ea, "spec", None) == getattr(eb, "spec", None))

@@ -126,9 +126,13 @@ class Health:
     committed_batches: int = 0
     scored: int = 0
 
-    def snapshot(self, model_version: str | None) -> tuple[bool, dict[str, Any]]:
+    shadow_scored: int = 0
+
+    def snapshot(self, model_version: str | None,
+                 challenger_version: str | None = None) -> tuple[bool, dict[str, Any]]:
         ok = self.fatal is None and not self.restoring and model_version is not None
         return ok, {"status": "ok" if ok else "unavailable", "model_version": model_version,
+                    "challenger_version": challenger_version, "shadow_scored": self.shadow_scored,
                     "assigned_partitions": self.assigned, "restoring": self.restoring,
                     "last_batch_at": self.last_batch_at, "committed_batches": self.committed_batches,
                     "scored": self.scored, "fatal": self.fatal,
@@ -182,8 +186,10 @@ class Worker:
         self.risk = CounterpartyRisk(features.new_counterparty_risk, features.update_counterparty_risk)
         self.observer = observer
         self.slot = ModelSlot(loader or (lambda d, sha: load_scorer(d, sha, settings,
-                                                                    config.intra_op_threads)))
+                                                                    config.intra_op_threads)),
+                              shadow=config.shadow)
         self.slot.on_swap = self._swapped
+        self.slot.on_shadow = self._shadowing
         self.slot.on_refusal = lambda r: self.metrics.model_rejected.inc()
         self._positions: dict[TopicPartition, int] = {}
         self._partitions: dict[str, int] = {}
@@ -195,6 +201,9 @@ class Worker:
     def _swapped(self, model: Any) -> None:
         self.metrics.model.info({"version": str(model.version)})
         self.metrics.model_swaps.inc()
+
+    def _shadowing(self, model: Any | None) -> None:
+        self.metrics.challenger.info({"version": str(model.version) if model is not None else ""})
 
     def stop(self) -> None:
         self._stopping.set()
@@ -210,8 +219,9 @@ class Worker:
                                  client_id=f"{self.config.transactional_id}-restore")
 
     async def _follow(self, topic: str, apply: Callable[[Any], Any], ready: asyncio.Event,
-                      name: str) -> None:
-        """Read a topic's every partition from the start, forever; ``ready`` once caught up."""
+                      name: str, caught_up: Callable[[], Any] | None = None) -> None:
+        """Read a topic's every partition from the start, forever; ``ready`` once caught up (after
+        awaiting ``caught_up()``, if given)."""
         consumer = AIOKafkaConsumer(**self.settings.kafka.aiokafka_config()
                                     | {"client_id": f"{self.config.transactional_id}-{name}"},
                                     enable_auto_commit=False, isolation_level="read_committed",
@@ -230,6 +240,8 @@ class Worker:
                         if asyncio.iscoroutine(res):
                             await res
                 if not ready.is_set() and all([await consumer.position(tp) >= ends[tp] for tp in tps]):
+                    if caught_up is not None:
+                        await caught_up()
                     ready.set()
         finally:
             await consumer.stop()
@@ -249,11 +261,12 @@ class Worker:
             self.slot.install(await asyncio.to_thread(load_scorer, cfg.model_dir, None, s,
                                                       cfg.intra_op_threads))
         risk_ready, models_ready = asyncio.Event(), asyncio.Event()
+        self.slot.begin_catch_up()
         followers = [
             asyncio.create_task(self._follow(self.topics.counterparty, lambda r: self.risk.apply(r.value),
                                              risk_ready, "risk")),
             asyncio.create_task(self._follow(self.topics.models, self._on_model_record, models_ready,
-                                             "models")),
+                                             "models", self.slot.finish_catch_up)),
         ]
         try:
             await self._wait_ready(followers, risk_ready, models_ready)
@@ -328,7 +341,7 @@ class Worker:
         assert self.producer is not None and self.core is not None
         t0 = time.perf_counter()
         model = self.slot.for_next_batch()
-        result = self.core.process(records, model) if records else BatchResult()
+        result = self.core.process(records, model, self.slot.challenger) if records else BatchResult()
         result.outputs.extend(Output(self.topics.dlq, r.version.encode(), r.letter.to_bytes())
                               for r in refusals)
         offsets: dict[TopicPartition, int] = {}
@@ -351,6 +364,9 @@ class Worker:
         self.metrics.transactions.labels("committed").inc()
         self._positions.update(offsets)
         self._observe(result, len(records), time.perf_counter() - t0, refusals)
+        if result.shadow_error is not None:
+            self.metrics.shadow_failures.inc()
+            self.slot.drop_challenger(result.shadow_error)
 
     def _observe(self, result: BatchResult, n: int, seconds: float, refusals: list[Refusal]) -> None:
         m, h = self.metrics, self.health
@@ -365,6 +381,10 @@ class Worker:
             m.scoring_seconds.observe(result.scoring_seconds)
             m.scores.inc(result.scored)
             m.events.labels("transaction", "scored").inc(result.scored)
+        if result.shadow_scored:
+            h.shadow_scored += result.shadow_scored
+            m.shadow_scores.inc(result.shadow_scored)
+            m.shadow_seconds.observe(result.shadow_seconds)
         for et in result.event_times:
             m.e2e_event_seconds.observe(max(0.0, now - et.timestamp()))
         for ms in result.ingest_ms:
@@ -401,7 +421,7 @@ class Worker:
                                 headers={"Content-Type": CONTENT_TYPE_LATEST})
 
         async def health(_: web.Request) -> web.Response:
-            ok, body = self.health.snapshot(self.slot.version)
+            ok, body = self.health.snapshot(self.slot.version, self.slot.challenger_version)
             return web.json_response(body, status=200 if ok else 503)
 
         app = web.Application()
