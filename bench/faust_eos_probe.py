@@ -25,6 +25,7 @@ import os
 import signal
 import sys
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,8 +106,16 @@ def produce(bootstrap: str, topic: str, n: int, keys: int) -> None:
     p.close()
 
 
-def read_ids(bootstrap: str, topic: str, committed: bool, quiet: float = 3.0) -> list[int]:
-    """Every output id on ``topic`` from the beginning, read ``read_committed`` or not."""
+@dataclass(frozen=True)
+class Output:
+    id: int
+    pid: int  # the Faust worker process that sent it
+    partition: int
+    offset: int
+
+
+def read_outputs(bootstrap: str, topic: str, committed: bool, quiet: float = 3.0) -> list[Output]:
+    """Every output on ``topic`` from the beginning, read ``read_committed`` or not."""
     from kafka import KafkaConsumer, TopicPartition
 
     c = KafkaConsumer(bootstrap_servers=bootstrap.split(","), enable_auto_commit=False,
@@ -117,23 +126,37 @@ def read_ids(bootstrap: str, topic: str, committed: bool, quiet: float = 3.0) ->
         c.assign(tps)
         c.seek_to_beginning(*tps)
         ends = c.end_offsets(tps)
-        ids: list[int] = []
+        out: list[Output] = []
         last = time.monotonic()
         while time.monotonic() - last < quiet:
             for recs in c.poll(timeout_ms=500, max_records=10_000).values():
-                ids.extend(json.loads(r.value)["id"] for r in recs)
+                for r in recs:
+                    v = json.loads(r.value)
+                    out.append(Output(v["id"], v["pid"], r.partition, r.offset))
                 last = time.monotonic()
             if all(c.position(tp) >= ends[tp] for tp in tps):
                 break
-        return ids
+        return out
     finally:
         c.close()
 
 
-def count(ids: list[int], n: int) -> dict[str, int]:
+def count(outputs: list[Output], n: int) -> dict[str, int]:
+    ids = [o.id for o in outputs]
     distinct = set(ids)
     return {"records": len(ids), "distinct": len(distinct), "lost": n - len(distinct & set(range(n))),
             "duplicated": len(ids) - len(distinct)}
+
+
+def duplicates(outputs: list[Output], pids: list[int], examples: int = 5) -> list[dict[str, Any]]:
+    """A few duplicated ids with where each copy sits and which worker run (0 = first) wrote it."""
+    by_id: dict[int, list[Output]] = {}
+    for o in outputs:
+        by_id.setdefault(o.id, []).append(o)
+    run = {pid: i for i, pid in enumerate(pids)}
+    return [{"id": i, "copies": [{"partition": o.partition, "offset": o.offset,
+                                  "worker_run": run.get(o.pid)} for o in copies]}
+            for i, copies in sorted(by_id.items()) if len(copies) > 1][:examples]
 
 
 def log_findings(log: Path, examples: int = 5) -> dict[str, Any]:
@@ -167,15 +190,18 @@ def run_one(bootstrap: str, work: Path, variant: str, args: argparse.Namespace) 
     cmd = [sys.executable, str(Path(__file__).resolve()), "_worker"]
     t0 = time.monotonic()
     kills: list[dict[str, Any]] = []
+    pids: list[int] = []
     n = args.messages
     deadline = t0 + args.timeout
     for k in range(args.kills):
         # Kill points spread over the middle of the stream: after 1/(K+1), 2/(K+1), ... of it.
         target = n * (k + 1) // (args.kills + 1)
         proc = spawn(cmd, env, log)
+        pids.append(proc.pid)
         while (written := end_offsets(bootstrap, output, committed_only=False)) < target:
             if proc.poll() is not None:
-                raise RuntimeError(f"faust worker exited ({proc.returncode}); see {log}")
+                tail = log.read_text(errors="replace")[-1500:]
+                raise RuntimeError(f"faust worker exited ({proc.returncode}): ...{tail}")
             if time.monotonic() > deadline:
                 raise RuntimeError(f"no progress to {target} outputs within {args.timeout} s; see {log}")
             time.sleep(0.05)
@@ -184,6 +210,7 @@ def run_one(bootstrap: str, work: Path, variant: str, args: argparse.Namespace) 
                       "input_offsets_committed": group_committed(bootstrap, tag, source)})
         console.log(f"{variant}: SIGKILL {k + 1}/{args.kills} after {written} outputs written")
     proc = spawn(cmd, env, log)
+    pids.append(proc.pid)
     # The last worker runs until the group has committed every input offset (and a little longer,
     # so a timer-driven commit has its chance), or until the timeout.
     drained_at = None
@@ -197,8 +224,8 @@ def run_one(bootstrap: str, work: Path, variant: str, args: argparse.Namespace) 
         time.sleep(0.5)
     drain_seconds = round((drained_at or time.monotonic()) - t0, 1)
     exit_code = kill(proc, signal.SIGTERM, wait=30)
-    committed = read_ids(bootstrap, output, committed=True)
-    uncommitted = read_ids(bootstrap, output, committed=False)
+    committed = read_outputs(bootstrap, output, committed=True)
+    uncommitted = read_outputs(bootstrap, output, committed=False)
     result = {
         "processing_guarantee": guarantee, "app_consumes_output": consume_output,
         "in": n, "out_committed": len(committed), **count(committed, n),
@@ -207,6 +234,7 @@ def run_one(bootstrap: str, work: Path, variant: str, args: argparse.Namespace) 
         "output_log_end_offset": end_offsets(bootstrap, output, committed_only=False),
         "input_offsets_committed": group_committed(bootstrap, tag, source),
         "drained": drained_at is not None, "runtime_seconds": drain_seconds,
+        "duplicate_examples": duplicates(committed, pids),
         "kills": kills, "final_exit_code": exit_code, "log": log_findings(log)}
     console.log(f"{variant}: {result['out_committed']} committed outputs for {n} inputs, "
                 f"lost {result['lost']}, duplicated {result['duplicated']}")
@@ -238,7 +266,8 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=300.0, help="per guarantee (seconds)")
     ap.add_argument("--variant", choices=list(VARIANTS), action="append",
                     help="run only this one (repeatable); default all")
-    ap.add_argument("--loglevel", default="warning")
+    ap.add_argument("--loglevel", default="info", choices=["crit", "error", "warn", "info", "debug"],
+                    help="Faust's log level (fenced producers are logged at info)")
     ap.add_argument("--out", default="faust_eos")
     args = ap.parse_args()
 

@@ -1,0 +1,501 @@
+"""Benchmark: the scoring worker end to end through a real broker, against two limits measured in the
+same run on the same machine.
+
+    .venv/bin/python bench/bench_worker.py [--quick] [--model ARTIFACT_DIR]
+
+On a private Kafka 4.1 broker (one node, temp dir), with simulated transactions (:mod:`txmon.sim`):
+
+1. **limit: scoring alone** — in this process, the artifact's :class:`models.scorer.Scorer` (one
+   ONNX thread, as the worker) encodes each transaction against its account's history and scores
+   micro-batches of ``--batch-size``: no Kafka, no JSON.
+2. **limit: Kafka alone** — a raw aiokafka consume -> produce loop in a subprocess, no decoding, no
+   scoring: one output per input (the input bytes, same key), same topics, partitions, batch size and
+   producer settings as the worker, and *transactional like the worker* (one Kafka transaction per
+   micro-batch with ``send_offsets_to_transaction``). Throughput = drain of a pre-loaded topic.
+3. **worker at max rate** — ``txmon worker --model DIR`` as a subprocess draining the same pre-loaded
+   transactions; throughput over the steady middle (10%..90% of the scores committed).
+4. **worker at half that rate** — a paced producer at 50% of (3) for ``--latency-seconds``;
+   end-to-end latency = arrival of the ``read_committed`` score at a consumer in this process minus
+   the moment this process handed the transaction to its producer (one clock).
+
+CPU of the measured process is read from ``/proc/<pid>/stat`` (1.0 = one core). Targets from issue 5:
+sustained throughput >= 70% of the lower limit; p99 end-to-end <= 50 ms at half the max rate.
+Writes ``bench/results/worker.json`` (``--quick``: ``worker_quick.json`` unless ``--out``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench._common import (
+    CpuMeter,
+    command_line,
+    guard_children,
+    kill,
+    machine,
+    percentiles,
+    private_broker,
+    spawn,
+    write_result,
+)
+
+GROUP = "txmon-scorer"
+TARGET_SHARE = 0.70
+TARGET_P99_MS = 50.0
+
+
+@dataclass(frozen=True)
+class Payload:
+    tx_id: str
+    key: bytes
+    value: bytes
+
+
+# -- inputs ----------------------------------------------------------------------------------------
+
+def simulated_frame(rows: int, seed: int) -> Any:
+    """At least ``rows`` simulated transactions in event-time order (about 2 per account-day)."""
+    from txmon.sim import SimConfig, simulate
+
+    accounts = max(50, rows // 50)
+    frame = simulate(SimConfig(accounts=accounts, days=30, seed=seed)).frame
+    if len(frame) < rows:
+        raise SystemExit(f"the simulator gave {len(frame)} rows; {rows} needed")
+    return frame
+
+
+def payloads(frame: Any, start: int, n: int) -> tuple[list[Any], list[Payload]]:
+    """Rows ``start..start+n`` as validated transactions and as the bytes a publisher sends."""
+    from txmon.frames import to_transaction
+
+    txs = [to_transaction(row) for row in frame.iloc[start:start + n].to_dict("records")]
+    return txs, [Payload(t.tx_id, t.account_id.encode(), t.to_bytes()) for t in txs]
+
+
+def build_artifact(frame: Any, out_dir: Path) -> Path:
+    """An untrained transformer of the production size (TrainConfig defaults), exported to ONNX.
+
+    Throughput and latency depend on the graph's shape, not on its weights; ``--model`` runs a
+    trained artifact instead.
+    """
+    import torch
+
+    from models.configuration import TxmonConfig
+    from models.dataset import fit_spec
+    from models.export import export_artifact
+    from models.finetune import TrainConfig
+    from models.modeling import TxmonModel
+
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    tc = TrainConfig()
+    spec = fit_spec(frame, min_count=tc.min_count)
+    model = TxmonModel(TxmonConfig(vocab_sizes=spec.vocab_sizes, max_len=tc.max_len,
+                                   hidden_size=tc.hidden_size, num_layers=tc.num_layers,
+                                   num_heads=tc.num_heads, intermediate_size=tc.intermediate_size))
+    export_artifact(model, spec, out_dir, "bench-untrained")
+    return out_dir
+
+
+# -- limit 1: scoring alone ------------------------------------------------------------------------
+
+def measure_scoring(artifact: Path, txs: list[Any], batch_size: int, alert_rate: float) -> dict[str, Any]:
+    """Encode (with each account's history) + score in micro-batches, single-threaded ONNX."""
+    import numpy as np
+
+    import models.features as features
+    from models.scorer import Scorer
+
+    scorer = Scorer.load(artifact, intra_op_threads=1)
+    enc = scorer.encoder
+    states: dict[str, Any] = {}
+    scores: list[np.ndarray] = []
+    encode_s = score_s = 0.0
+    for i in range(0, len(txs), batch_size):
+        t0 = time.perf_counter()
+        inputs = []
+        for tx in txs[i:i + batch_size]:
+            state = states.setdefault(tx.account_id, features.new_account_state())
+            inputs.append(enc.encode(state, tx, None))
+            features.update_account_state(state, tx)
+        batch = enc.collate(inputs)
+        t1 = time.perf_counter()
+        s, _ = scorer.score(batch)
+        t2 = time.perf_counter()
+        encode_s += t1 - t0
+        score_s += t2 - t1
+        scores.append(s)
+    all_scores = np.concatenate(scores)
+    n = len(txs)
+    return {"transactions": n, "batch_size": batch_size, "onnx_threads": 1,
+            "providers": scorer.providers, "model_version": scorer.version,
+            "encode_seconds": round(encode_s, 3), "score_seconds": round(score_s, 3),
+            "encode_and_score_per_s": round(n / (encode_s + score_s)),
+            "score_only_per_s": round(n / score_s),
+            "score_quantiles": {q: round(float(np.quantile(all_scores, q)), 4)
+                                for q in (0.5, 0.99, 1 - alert_rate)},
+            "threshold_for_alert_rate": float(np.quantile(all_scores, 1 - alert_rate))}
+
+
+# -- Kafka plumbing --------------------------------------------------------------------------------
+
+def settings_for(bootstrap: str, prefix: str, home: Path, partitions: int) -> Any:
+    from txmon.settings import KafkaSettings, Settings, TopicSettings
+
+    return Settings(home=home, kafka=KafkaSettings(bootstrap_servers=bootstrap),
+                    topics=TopicSettings(prefix=prefix, partitions=partitions))
+
+
+def preload(settings: Any, items: list[Payload]) -> None:
+    from kafka import KafkaProducer
+
+    from txmon.broker.topics import ensure_topics
+
+    ensure_topics(settings)
+    p = KafkaProducer(**settings.kafka.kafka_python_config(), acks="all", linger_ms=5,
+                      batch_size=256 * 1024)
+    for item in items:
+        p.send(settings.topic("transactions"), key=item.key, value=item.value)
+    p.flush()
+    p.close()
+
+
+def _committed_consumer(settings: Any, topic: str) -> Any:
+    from aiokafka import AIOKafkaConsumer
+
+    return AIOKafkaConsumer(topic, **settings.kafka.aiokafka_config(), group_id=None,
+                            isolation_level="read_committed", auto_offset_reset="earliest",
+                            enable_auto_commit=False, fetch_max_wait_ms=50)
+
+
+async def watch_drain(settings: Any, topic: str, n: int, proc: Any, timeout: float) -> dict[str, Any]:
+    """Count committed records on ``topic`` until ``n``; throughput and CPU of ``proc`` meanwhile."""
+    consumer = _committed_consumer(settings, topic)
+    await consumer.start()
+    timeline: list[tuple[float, int]] = []
+    cpu = CpuMeter(proc.pid)
+    got = 0
+    deadline = time.monotonic() + timeout
+    try:
+        while got < n and time.monotonic() < deadline:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the measured process exited with {proc.returncode}")
+            batches = await consumer.getmany(timeout_ms=200)
+            k = sum(len(v) for v in batches.values())
+            if k:
+                if not timeline:
+                    cpu.start()
+                got += k
+                timeline.append((time.monotonic(), got))
+        if timeline:
+            cpu.stop()
+    finally:
+        await consumer.stop()
+    return summarise_drain(timeline, n, cpu)
+
+
+def summarise_drain(timeline: list[tuple[float, int]], n: int, cpu: CpuMeter) -> dict[str, Any]:
+    """Throughput over the whole drain and over its steady middle (10%..90% of ``n``)."""
+    if not timeline:
+        return {"outputs": 0, "complete": False}
+
+    def at(share: float) -> float:
+        return next(t for t, c in timeline if c >= share * n) if timeline[-1][1] >= share * n \
+            else timeline[-1][0]
+
+    got = timeline[-1][1]
+    span = timeline[-1][0] - timeline[0][0]
+    steady = at(0.9) - at(0.1)
+    return {"outputs": got, "complete": got >= n, "seconds": round(span, 2),
+            "throughput_per_s": round(got / span) if span else None,
+            "steady_throughput_per_s": round(0.8 * n / steady) if steady > 0 and got >= n else None,
+            "cpu_cores": round(cpu.cores, 2), "cpu_seconds": round(cpu.cpu, 2)}
+
+
+# -- limit 2: Kafka alone (runs in a child process) ------------------------------------------------
+
+def run_relay() -> None:
+    """A transactional consume -> produce loop with the worker's client settings; no scoring."""
+    from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+    env = os.environ
+    source, sink = env["RELAY_SOURCE"], env["RELAY_SINK"]
+    batch, max_wait = int(env["RELAY_BATCH"]), int(env["RELAY_MAX_WAIT_MS"])
+    servers = env["RELAY_BOOTSTRAP"]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        producer = AIOKafkaProducer(bootstrap_servers=servers, transactional_id="bench-relay",
+                                    enable_idempotence=True, acks="all", linger_ms=2,
+                                    max_batch_size=256 * 1024)
+        consumer = AIOKafkaConsumer(source, bootstrap_servers=servers, group_id="bench-relay",
+                                    enable_auto_commit=False, auto_offset_reset="earliest",
+                                    isolation_level="read_committed", max_poll_records=batch,
+                                    fetch_max_wait_ms=min(max_wait, 500))
+        await producer.start()
+        await consumer.start()
+        try:
+            while not stop.is_set():
+                batches = await consumer.getmany(timeout_ms=max_wait, max_records=batch)
+                if not batches:
+                    continue
+                offsets: dict[TopicPartition, int] = {}
+                async with producer.transaction():
+                    futures = []
+                    for tp, recs in batches.items():
+                        for r in recs:
+                            futures.append(await producer.send(sink, r.value, key=r.key))
+                        offsets[tp] = recs[-1].offset + 1
+                    await producer.send_offsets_to_transaction(offsets, "bench-relay")
+                await asyncio.gather(*futures)
+        finally:
+            await consumer.stop()
+            await producer.stop()
+
+    asyncio.run(main())
+
+
+def measure_relay(bootstrap: str, work: Path, items: list[Payload],
+                  args: argparse.Namespace) -> dict[str, Any]:
+    s = settings_for(bootstrap, "relay.", work / "relay-home", args.partitions)
+    preload(s, items)
+    env = os.environ | {"RELAY_BOOTSTRAP": bootstrap, "RELAY_SOURCE": s.topic("transactions"),
+                        "RELAY_SINK": s.topic("scores"), "RELAY_BATCH": str(args.batch_size),
+                        "RELAY_MAX_WAIT_MS": str(args.max_wait_ms)}
+    proc = spawn([sys.executable, str(Path(__file__).resolve()), "_relay"], env, work / "relay.log")
+    try:
+        out = asyncio.run(watch_drain(s, s.topic("scores"), len(items), proc, args.timeout))
+    finally:
+        kill(proc, signal.SIGTERM)
+    return {"transactional": True, "batch_size": args.batch_size, "max_wait_ms": args.max_wait_ms,
+            "partitions": args.partitions, **out}
+
+
+# -- the worker ------------------------------------------------------------------------------------
+
+def start_worker(settings: Any, artifact: Path, threshold: float, args: argparse.Namespace,
+                 log: Path) -> Any:
+    env = os.environ | {"TXMON_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+                        "TXMON_TOPICS__PREFIX": settings.topics.prefix,
+                        "TXMON_TOPICS__PARTITIONS": str(args.partitions),
+                        "TXMON_HOME": str(settings.home), "TXMON_WORKER__INSTANCE_ID": "bench",
+                        "TXMON_WORKER__METRICS_PORT": "-1", "OMP_NUM_THREADS": "1"}
+    env.pop("TXMON_SIGNING_KEY", None)  # the benchmark's artifact is unsigned
+    txmon = Path(sys.executable).with_name("txmon")
+    return spawn([str(txmon), "worker", "--model", str(artifact), "--batch-size", str(args.batch_size),
+                  "--max-wait-ms", str(args.max_wait_ms), "--threshold", f"{threshold:.6f}",
+                  "--log-level", "WARNING"], env, log)
+
+
+def measure_worker_drain(bootstrap: str, work: Path, artifact: Path, threshold: float,
+                         items: list[Payload], args: argparse.Namespace) -> dict[str, Any]:
+    s = settings_for(bootstrap, "drain.", work / "drain-home", args.partitions)
+    preload(s, items)
+    proc = start_worker(s, artifact, threshold, args, work / "worker-drain.log")
+    try:
+        out = asyncio.run(watch_drain(s, s.topic("scores"), len(items), proc, args.timeout))
+    finally:
+        kill(proc, signal.SIGTERM)
+    return {"batch_size": args.batch_size, "max_wait_ms": args.max_wait_ms, **out}
+
+
+async def paced_run(settings: Any, warmup: list[Payload], items: list[Payload], rate: float,
+                    proc: Any, timeout: float) -> dict[str, Any]:
+    """Warm the worker up, then publish ``items`` at ``rate``/s; e2e latency of every score."""
+    from aiokafka import AIOKafkaProducer
+
+    producer = AIOKafkaProducer(**settings.kafka.aiokafka_config(), acks="all", linger_ms=1)
+    consumer = _committed_consumer(settings, settings.topic("scores"))
+    await producer.start()
+    await consumer.start()
+    topic = settings.topic("transactions")
+    sent: dict[str, float] = {}
+    e2e: list[float] = []
+    worker_side: list[float] = []
+    cpu = CpuMeter(proc.pid)
+
+    async def receive(expected: set[str], until: float) -> None:
+        while expected and time.monotonic() < until:
+            if proc.poll() is not None:
+                raise RuntimeError(f"the worker exited with {proc.returncode}")
+            batches = await consumer.getmany(timeout_ms=100)
+            now = time.monotonic()
+            for recs in batches.values():
+                for r in recs:
+                    score = json.loads(r.value)
+                    tx_id = score["tx_id"]
+                    if tx_id in expected:
+                        expected.discard(tx_id)
+                        if tx_id in sent:
+                            e2e.append((now - sent[tx_id]) * 1000)
+                            worker_side.append(score["latency_ms"])
+
+    try:
+        for item in warmup:  # model loaded, group joined, partitions assigned, code paths warm
+            await producer.send(topic, item.value, key=item.key)
+        pending_warmup = {i.tx_id for i in warmup}
+        await receive(pending_warmup, time.monotonic() + timeout)
+        if pending_warmup:
+            raise RuntimeError(f"{len(pending_warmup)} warm-up transactions never scored")
+        expected = {i.tx_id for i in items}
+        receiver = asyncio.create_task(receive(expected, float("inf")))
+        cpu.start()
+        t0 = time.monotonic()
+        i = 0
+        while i < len(items):
+            due = min(len(items), int((time.monotonic() - t0) * rate) + 1)
+            while i < due:
+                item = items[i]
+                sent[item.tx_id] = time.monotonic()
+                await producer.send(topic, item.value, key=item.key)
+                i += 1
+            await asyncio.sleep(0.002)
+        publish_s = time.monotonic() - t0
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(receiver, timeout)
+        cpu.stop()
+    finally:
+        await producer.stop()
+        await consumer.stop()
+    return {"published": len(items), "scored": len(e2e), "missing": len(items) - len(e2e),
+            "target_rate_per_s": round(rate), "achieved_rate_per_s": round(len(items) / publish_s),
+            "seconds": round(publish_s, 1),
+            "e2e_latency_ms": percentiles(e2e, (50, 95, 99, 99.9)) | {"max": round(max(e2e), 1)},
+            "worker_reported_latency_ms": percentiles(worker_side, (50, 95, 99)),
+            "worker_cpu_cores": round(cpu.cores, 2)}
+
+
+def measure_worker_latency(bootstrap: str, work: Path, artifact: Path, threshold: float,
+                           warmup: list[Payload], items: list[Payload], rate: float,
+                           args: argparse.Namespace) -> dict[str, Any]:
+    s = settings_for(bootstrap, "paced.", work / "paced-home", args.partitions)
+    from txmon.broker.topics import ensure_topics
+
+    ensure_topics(s)
+    proc = start_worker(s, artifact, threshold, args, work / "worker-paced.log")
+    try:
+        return asyncio.run(paced_run(s, warmup, items, rate, proc, args.timeout))
+    finally:
+        kill(proc, signal.SIGTERM)
+
+
+# -- the run ---------------------------------------------------------------------------------------
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--quick", action="store_true", help="about 1-2 minutes instead of about 5")
+    ap.add_argument("--transactions", type=int, help="pre-loaded for the drains (default 60000; "
+                                                     "quick 15000)")
+    ap.add_argument("--latency-seconds", type=float, help="paced run length (default 60; quick 20)")
+    ap.add_argument("--batch-size", type=int, default=256, help="the worker's default")
+    ap.add_argument("--max-wait-ms", type=int, default=20, help="the worker's default")
+    ap.add_argument("--partitions", type=int, default=6)
+    ap.add_argument("--alert-rate", type=float, default=0.005,
+                    help="sets the alert threshold at this quantile of the limit run's scores")
+    ap.add_argument("--model", type=Path, help="a (trained) artifact; default: untrained, "
+                                               "production-sized, built here")
+    ap.add_argument("--timeout", type=float, default=300.0, help="per phase (seconds)")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", help="result name under bench/results (default worker / worker_quick)")
+    args = ap.parse_args()
+    n = args.transactions or (15_000 if args.quick else 60_000)
+    latency_s = args.latency_seconds or (20.0 if args.quick else 60.0)
+    warm_n = 500
+
+    from rich.console import Console
+
+    console = Console(stderr=True)
+    guard_children()
+    before = machine()
+    t_start = time.monotonic()
+    with private_broker() as (bootstrap, work):
+        with console.status("simulating transactions"):
+            frame = simulated_frame(n + warm_n + 60_000 if not args.quick else n + warm_n + 30_000,
+                                    args.seed)
+            txs, items = payloads(frame, 0, n)
+        artifact = args.model
+        if artifact is None:
+            with console.status("exporting the benchmark model"):
+                artifact = build_artifact(frame.iloc[:n], work / "artifact")
+        with console.status("limit 1: scoring alone"):
+            scoring = measure_scoring(artifact, txs, args.batch_size, args.alert_rate)
+        console.log(f"scoring alone: {scoring['encode_and_score_per_s']}/s encode+score, "
+                    f"{scoring['score_only_per_s']}/s score only")
+        threshold = scoring["threshold_for_alert_rate"]
+        with console.status("limit 2: transactional Kafka relay"):
+            relay = measure_relay(bootstrap, work, items, args)
+        console.log(f"kafka relay: {relay.get('steady_throughput_per_s')}/s steady")
+        with console.status("worker: draining a pre-loaded topic"):
+            drain = measure_worker_drain(bootstrap, work, artifact, threshold, items, args)
+        console.log(f"worker drain: {drain.get('steady_throughput_per_s')}/s steady")
+        max_rate = drain.get("steady_throughput_per_s") or drain.get("throughput_per_s") or 100
+        rate = 0.5 * max_rate
+        paced_n = int(rate * latency_s)
+        available = len(frame) - n - warm_n
+        if paced_n > available:
+            paced_n = available
+        warm_txs, warm = payloads(frame, n, warm_n)
+        _, paced_items = payloads(frame, n + warm_n, paced_n)
+        del warm_txs
+        with console.status(f"worker: paced at {rate:.0f}/s for {paced_n / rate:.0f} s"):
+            paced = measure_worker_latency(bootstrap, work, artifact, threshold, warm, paced_items,
+                                           rate, args)
+        console.log(f"worker at {rate:.0f}/s: e2e {paced['e2e_latency_ms']}")
+    limit = min(scoring["encode_and_score_per_s"], relay.get("steady_throughput_per_s") or 0)
+    sustained = drain.get("steady_throughput_per_s") or 0
+    p99 = paced["e2e_latency_ms"].get("p99")
+    report = {
+        "command": command_line(),
+        "what": "txmon worker (streams/worker.py) end to end on a private one-node Kafka 4.1, "
+                "against scoring alone and a transactional Kafka relay alone, same run",
+        "parameters": {"transactions": n, "latency_seconds": latency_s, "batch_size": args.batch_size,
+                       "max_wait_ms": args.max_wait_ms, "partitions": args.partitions,
+                       "alert_rate": args.alert_rate, "alert_threshold": round(threshold, 6),
+                       "model": str(args.model) if args.model else
+                       "untrained, TrainConfig sizes (max_len 16, hidden 64, 2 layers), built here"},
+        "limit_scoring_alone": scoring,
+        "limit_kafka_relay_alone": relay,
+        "worker_max_rate": drain,
+        "worker_half_rate": paced,
+        "targets": {
+            "lower_limit_per_s": limit,
+            "sustained_share_of_lower_limit": round(sustained / limit, 3) if limit else None,
+            "throughput_target_share": TARGET_SHARE,
+            "throughput_met": bool(limit and sustained >= TARGET_SHARE * limit),
+            "p99_e2e_ms_at_half_rate": p99, "p99_target_ms": TARGET_P99_MS,
+            "latency_met": p99 is not None and p99 <= TARGET_P99_MS and paced["missing"] == 0},
+        "notes": [
+            "Every process shares one machine: broker (JVM), the measured process, and this "
+            "benchmark's own producer/consumer. machine_*.load_average says how busy it was.",
+            "Throughputs are committed (read_committed) outputs per second over the steady middle of "
+            "a drain (10%..90% of the pre-loaded topic), so start-up and the last partial batches "
+            "are left out; throughput_per_s is over the whole drain.",
+            "The worker runs as `txmon worker` (no drift observer attached by that command).",
+            "cpu_cores: CPU seconds of the measured process / wall seconds (1.0 = one core).",
+        ],
+        "seconds": round(time.monotonic() - t_start, 1),
+        "machine_before": before, "machine_after": machine()}
+    path = write_result(args.out or ("worker_quick" if args.quick else "worker"), report)
+    print(json.dumps({"targets": report["targets"], "results": path.as_posix()}, indent=2))
+
+
+if __name__ == "__main__":
+    if sys.argv[1:2] == ["_relay"]:
+        run_relay()
+    else:
+        main()
