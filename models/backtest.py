@@ -94,13 +94,13 @@ def run(frame: pd.DataFrame, config: BacktestConfig) -> tuple[pd.DataFrame, dict
     out = Path(config.artifact_dir) if config.artifact_dir else Path(tempfile.mkdtemp()) / "artifact"
     _, holdout = time_split(data.ts, train_idx, tc.finetune.val_fraction)
     manifest = export_artifact(trained.model, spec, out, "backtest", metrics=trained.metrics,
-                               sample_tokens=data.batch(holdout[:2048]), eval_labels=y_known[holdout[:2048]],
+                               sample_tokens=data.inputs(holdout[:2048]), eval_labels=y_known[holdout[:2048]],
                                quantize=tc.quantize, training={"config": tc.to_dict()})
     scorer = Scorer.load(out, manifest.artifact_sha256, intra_op_threads=tc.threads)
     s_tx = np.empty(len(test_idx), dtype=np.float32)
     with progress_bar("score test period (ONNX)", len(test_idx), tc.show_progress) as adv:
         for s in range(0, len(test_idx), 1024):
-            s_tx[s:s + 1024] = scorer.score({"tokens": data.batch(test_idx[s:s + 1024])})[0]
+            s_tx[s:s + 1024] = scorer.score(data.inputs(test_idx[s:s + 1024]))[0]
             adv(min(1024, len(test_idx) - s))
     timings["transformer_score_seconds"] = time.perf_counter() - t
 

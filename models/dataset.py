@@ -33,6 +33,7 @@ from models.features import (
     risk_numbers,
     risk_of,
 )
+from models.numeric import numeric_inputs
 from models.tokenise import HIST, PAD, FeatureSpec
 from txmon.contracts import POSITIVE_LABELS, minor_unit_exponent
 
@@ -61,6 +62,14 @@ class Replayed:
         toks = self.records[np.maximum(h, 0)].astype(np.int64)
         toks[h < 0] = PAD
         return np.concatenate([toks, self.target[idx][:, None, :].astype(np.int64)], axis=1)
+
+    def numeric(self, idx: np.ndarray) -> np.ndarray:
+        """Numeric inputs (len(idx), len(NUMERIC)) float32 for rows ``idx``."""
+        return numeric_inputs(self.agg[idx])
+
+    def inputs(self, idx: np.ndarray) -> dict[str, np.ndarray]:
+        """The scorer's batch for rows ``idx``: what :meth:`FeatureEncoder.collate` returns."""
+        return {"tokens": self.batch(idx), "numeric": self.numeric(idx)}
 
 
 def label_outcome(values: pd.Series) -> pd.Series:

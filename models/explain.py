@@ -1,8 +1,9 @@
 """Occlusion reasons: which fields of the transaction, and which earlier transactions, drove a score.
 
-Each field of the scored transaction is replaced by ``MISSING`` (and each earlier transaction removed)
-in one batch; the score drop is that element's contribution. One ONNX call of ``fields + history + 1``
-rows: cheap enough for alerted transactions, not meant for every score.
+Each field of the scored transaction is replaced by ``MISSING``, each earlier transaction removed and
+each numeric aggregate set to its training mean, in one batch; the score drop is that element's
+contribution. One ONNX call of ``fields + history + aggregates + 2`` rows: cheap enough for alerted
+transactions, not meant for every score.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from models.features import ModelInput
+from models.numeric import NUMERIC
 from models.tokenise import MISSING, PAD
 from txmon.contracts import Reason
 
@@ -47,19 +49,35 @@ def _describe(field: str, r: dict[str, Any], risk: str) -> str:
     return text.get(field, field)
 
 
+def _describe_aggregate(name: str, value: float) -> str:
+    if name.endswith("_missing"):
+        return f"{name.removesuffix('_missing').replace('_', ' ')} not available"
+    return f"{name.replace('_', ' ')} = {value:,.3g}"
+
+
 def explain(scorer: Any, model_input: ModelInput, top: int = 5) -> list[Reason]:
     """The ``top`` elements whose removal lowers the score most, as analyst-readable reasons."""
     spec = scorer.encoder.spec
     base = model_input.tokens
     n_fields = len(spec.fields)
     hist_rows = [i for i in range(base.shape[0] - 1) if base[i, 0] != PAD]
-    variants = np.repeat(base[None], 1 + n_fields + len(hist_rows) + 1, axis=0)
+    numeric = model_input.numeric
+    n_num = len(numeric) if numeric is not None and len(scorer.numeric_baseline) else 0
+    rows = 1 + n_fields + len(hist_rows) + 1 + n_num
+    variants = np.repeat(base[None], rows, axis=0)
     for f in range(n_fields):
         variants[1 + f, -1, f] = MISSING
     for j, i in enumerate(hist_rows):
         variants[1 + n_fields + j, i, :] = PAD
-    variants[-1, :-1, :] = PAD  # the whole history at once
-    scores, _ = scorer.score({"tokens": variants})
+    whole = 1 + n_fields + len(hist_rows)
+    variants[whole, :-1, :] = PAD  # the whole history at once
+    batch = {"tokens": variants}
+    if numeric is not None:
+        nums = np.repeat(numeric[None].astype(np.float32), rows, axis=0)
+        for a in range(n_num):
+            nums[whole + 1 + a, a] = scorer.numeric_baseline[a]
+        batch["numeric"] = nums
+    scores, _ = scorer.score(batch)
     drop = scores[0] - scores[1:]
     target = model_input.records[-1] if model_input.records else {}
     reasons = []
@@ -71,7 +89,11 @@ def explain(scorer: Any, model_input: ModelInput, top: int = 5) -> list[Reason]:
         when = dt.datetime.fromtimestamp(r["ts"], dt.UTC).strftime("%Y-%m-%d %H:%M") if r else "?"
         desc = f"earlier transaction {when}: {_describe('amount', r, '')}, {_describe('direction', r, '')}"
         reasons.append((drop[n_fields + j], f"history_{base.shape[0] - 1 - i}", desc))
-    reasons.append((drop[-1], "history", f"the account's last {len(hist_rows)} transactions together"))
+    reasons.append((drop[whole - 1], "history",
+                    f"the account's last {len(hist_rows)} transactions together"))
+    for a in range(n_num):
+        name = NUMERIC[a]
+        reasons.append((drop[whole + a], f"agg_{name}", _describe_aggregate(name, float(numeric[a]))))
     reasons.sort(key=lambda t: -t[0])
     return [Reason(feature=name, description=desc, contribution=round(float(c), 6))
             for c, name, desc in reasons[:top] if c > 1e-6]

@@ -35,6 +35,8 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+from models.baselines import aggregates
+from models.numeric import numeric_inputs
 from models.tokenise import HIST, PAD, FeatureSpec, risk_value
 from txmon.contracts import POSITIVE_LABELS, Label, Transaction
 
@@ -201,11 +203,13 @@ def risk_numbers(risk: dict[str, Any] | None, ts: int) -> tuple[float, float]:
 @dataclass(frozen=True)
 class ModelInput:
     """One transaction's model input: ``tokens`` (max_len, fields) int64, history left-padded, the
-    transaction itself in the last row. ``records`` keeps the raw records for explanations."""
+    transaction itself in the last row; ``numeric`` (len(NUMERIC),) float32 per-transaction
+    aggregates (:mod:`models.numeric`). ``records`` keeps the raw records for explanations."""
 
     tokens: np.ndarray
     records: tuple[dict[str, Any], ...] = ()
     risk: str = "unknown"
+    numeric: np.ndarray | None = None
 
 
 class FeatureEncoder:
@@ -226,22 +230,28 @@ class FeatureEncoder:
         target = observe(account_state, o)
         history = account_state["h"][-(self.max_len - 1):] if self.max_len > 1 else []
         risk = risk_of(counterparty_risk, o.ts)
-        return self.from_records(history, target, risk)
+        agg = aggregates(account_state, target, *risk_numbers(counterparty_risk, o.ts))
+        numeric = numeric_inputs(np.asarray([agg], dtype=np.float32))[0]
+        return self.from_records(history, target, risk, numeric)
 
     def from_records(self, history: Sequence[dict[str, Any]], target: dict[str, Any],
-                     risk: str) -> ModelInput:
+                     risk: str, numeric: np.ndarray | None = None) -> ModelInput:
         spec = self.spec
         tokens = np.full((self.max_len, len(spec.fields)), PAD, dtype=np.int64)
         start = self.max_len - 1 - len(history)
         for i, r in enumerate(history):
             tokens[start + i] = spec.tokens(r, HIST)
         tokens[-1] = spec.tokens(target, risk)
-        return ModelInput(tokens=tokens, records=(*history, target), risk=risk)
+        return ModelInput(tokens=tokens, records=(*history, target), risk=risk, numeric=numeric)
 
     @staticmethod
     def collate(inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
-        """Stack inputs into the batch the scorer takes: ``{"tokens": (n, max_len, fields)}``."""
-        return {"tokens": np.stack([i.tokens for i in inputs]).astype(np.int64, copy=False)}
+        """Stack inputs into the batch the scorer takes: ``{"tokens": (n, max_len, fields) int64,
+        "numeric": (n, len(NUMERIC)) float32}`` (``numeric`` only if every input has it)."""
+        out = {"tokens": np.stack([i.tokens for i in inputs]).astype(np.int64, copy=False)}
+        if inputs and all(i.numeric is not None for i in inputs):
+            out["numeric"] = np.stack([i.numeric for i in inputs]).astype(np.float32, copy=False)
+        return out
 
 
 def collate(inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:

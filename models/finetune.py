@@ -32,6 +32,7 @@ from models.configuration import TxmonConfig
 from models.dataset import Replayed, fit_spec, label_outcome, replay
 from models.metrics import average_precision
 from models.modeling import TxmonModel
+from models.numeric import NUMERIC
 from models.pretrain import PretrainConfig, pretrain
 from models.progress import progress_bar
 from models.tokenise import FeatureSpec
@@ -64,6 +65,7 @@ class TrainConfig:
     label_delay: str = "7D"  # used when the frame has no label_time
     pretrain: PretrainConfig = field(default_factory=PretrainConfig)
     finetune: FinetuneConfig = field(default_factory=FinetuneConfig)
+    numeric: bool = True  # numeric per-transaction aggregates beside the tokens (models.numeric)
     threads: int | None = None
     show_progress: bool = True
     quantize: bool = False
@@ -96,14 +98,31 @@ def label_availability(frame: pd.DataFrame, label_delay: str | pd.Timedelta) -> 
     return due
 
 
-def predict(model: TxmonModel, data: Replayed, idx: np.ndarray, batch_size: int = 1024) -> np.ndarray:
+def model_inputs(model: TxmonModel, data: Replayed, idx: np.ndarray) -> tuple[torch.Tensor, ...]:
+    """The tensors ``model`` takes for rows ``idx``: tokens, plus numeric inputs if it has them."""
+    tokens = torch.from_numpy(data.batch(idx))
+    if not model.config.numeric_size:
+        return (tokens,)
+    return tokens, torch.from_numpy(data.numeric(idx))
+
+
+def predict(model: TxmonModel, data: Replayed, idx: np.ndarray, batch_size: int = 2048) -> np.ndarray:
     """Torch-eager scores for rows ``idx`` (training-time evaluation; serving uses ONNX)."""
     model.eval()
     out = np.empty(len(idx), dtype=np.float32)
     with torch.no_grad():
         for s in range(0, len(idx), batch_size):
-            out[s:s + batch_size] = model(torch.from_numpy(data.batch(idx[s:s + batch_size])))[0].numpy()
+            out[s:s + batch_size] = model(*model_inputs(model, data, idx[s:s + batch_size]))[0].numpy()
     return out
+
+
+def numeric_scaling(data: Replayed, idx: np.ndarray, max_rows: int = 200_000,
+                    seed: int = 0) -> tuple[list[float], list[float]]:
+    """Mean and standard deviation (floored) of the numeric inputs over (a sample of) rows ``idx``."""
+    if len(idx) > max_rows:
+        idx = np.random.default_rng(seed).choice(idx, max_rows, replace=False)
+    x = data.numeric(np.sort(idx)).astype(np.float64) if len(idx) else np.zeros((1, len(NUMERIC)))
+    return x.mean(0).round(6).tolist(), np.maximum(x.std(0), 1e-3).round(6).tolist()
 
 
 def fit_classifier(model: TxmonModel, data: Replayed, train_idx: np.ndarray, y_train: np.ndarray,
@@ -133,7 +152,7 @@ def fit_classifier(model: TxmonModel, data: Replayed, train_idx: np.ndarray, y_t
         steps = range(0, len(idx), config.batch_size)
         with progress_bar(f"fine-tune epoch {epoch + 1}/{config.epochs}", len(steps), show_progress) as adv:
             for s in steps:
-                logit, _ = model.logits(torch.from_numpy(data.batch(idx[s:s + config.batch_size])))
+                logit, _ = model.logits(*model_inputs(model, data, idx[s:s + config.batch_size]))
                 loss = F.binary_cross_entropy_with_logits(logit, torch.from_numpy(y[s:s + config.batch_size]))
                 opt.zero_grad()
                 loss.backward()
@@ -175,7 +194,10 @@ def train(data: Replayed, spec: FeatureSpec, train_idx: np.ndarray, y: np.ndarra
         model = TxmonModel(TxmonConfig(
             vocab_sizes=spec.vocab_sizes, max_len=config.max_len, hidden_size=config.hidden_size,
             num_layers=config.num_layers, num_heads=config.num_heads,
-            intermediate_size=config.intermediate_size))
+            intermediate_size=config.intermediate_size,
+            numeric_size=len(NUMERIC) if config.numeric else 0))
+        if config.numeric:
+            model.set_numeric_scaling(*numeric_scaling(data, train_idx))
         if config.pretrain.epochs > 0:
             metrics |= pretrain(model, data, train_idx, config.pretrain, config.show_progress)
     else:
@@ -224,7 +246,7 @@ def finetune(frame: pd.DataFrame, base_artifact: Path | None, out_dir: Path, ver
     metrics = dict(trained.metrics) | {"base": str(base_artifact) if base_artifact else "pretrained",
                                        "rows": len(frame)}
     manifest = export_artifact(trained.model, spec, Path(out_dir), version, metrics=metrics,
-                               sample_tokens=data.batch(holdout[:2048]), eval_labels=y[holdout[:2048]],
+                               sample_tokens=data.inputs(holdout[:2048]), eval_labels=y[holdout[:2048]],
                                signer=signer, quantize=config.quantize,
                                training={"config": config.to_dict()})
     return metrics | {"artifact_sha256": manifest.artifact_sha256, "version": version}

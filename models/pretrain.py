@@ -73,7 +73,7 @@ def pretrain(model: TxmonModel, data: Replayed, rows: np.ndarray, config: Pretra
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
                 opt.step()
-                total += float(loss)
+                total += loss.item()
                 advance(1)
         loss_mean = total / max(len(batches), 1)
     model.eval()

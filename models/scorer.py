@@ -41,8 +41,11 @@ class Scorer:
     """Scores collated batches with one artifact's ONNX graph."""
 
     def __init__(self, session: Any, encoder: FeatureEncoder, version: str, sha256: str,
-                 artifact_dir: Path):
+                 artifact_dir: Path, numeric_baseline: list[float] | None = None):
         self.session = session
+        self.inputs = [i.name for i in session.get_inputs()]
+        # Training means of the numeric inputs: what an occluded aggregate is replaced by (explain).
+        self.numeric_baseline = np.asarray(numeric_baseline or [], dtype=np.float32)
         self.encoder = encoder
         self.version = version
         self.sha256 = sha256
@@ -72,7 +75,7 @@ class Scorer:
         session = ort.InferenceSession(graph, opts, providers=choose_providers(providers))
         max_len = int(session.get_inputs()[0].shape[1])
         return cls(session, FeatureEncoder(spec, max_len), manifest.version, manifest.artifact_sha256,
-                   artifact_dir)
+                   artifact_dir, manifest.metadata.get("numeric_mean"))
 
     def score(self, batch: dict[str, np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
         """(scores (n,), embeddings (n, d)) for a batch from :meth:`FeatureEncoder.collate`."""
@@ -80,9 +83,19 @@ class Scorer:
         if tokens.ndim != 3 or tokens.shape[1:] != (self.encoder.max_len, len(self.encoder.spec.fields)):
             raise ValueError(f"tokens of shape {tokens.shape} do not fit this model "
                              f"(n, {self.encoder.max_len}, {len(self.encoder.spec.fields)})")
+        feeds = {"tokens": tokens}
+        if "numeric" in self.inputs:
+            if batch.get("numeric") is None:
+                raise ValueError("this model takes numeric inputs: score FeatureEncoder.collate or "
+                                 "Replayed.inputs output, not tokens alone")
+            numeric = np.ascontiguousarray(batch["numeric"], dtype=np.float32)
+            width = self.session.get_inputs()[1].shape[1]
+            if numeric.shape != (len(tokens), width):
+                raise ValueError(f"numeric of shape {numeric.shape} does not fit ({len(tokens)}, {width})")
+            feeds["numeric"] = numeric
         if len(tokens) == 0:
             return np.empty(0, np.float32), np.empty((0, self.embedding_size), np.float32)
-        score, emb = self.session.run(None, {"tokens": tokens})
+        score, emb = self.session.run(None, feeds)
         return score, emb
 
     @property

@@ -20,11 +20,12 @@ from models.features import (
     update_account_state,
     update_counterparty_risk,
 )
+from models.numeric import NUMERIC
 from models.toy import toy_frame
 from txmon.frames import to_label, to_transaction
 
 
-def _stream(frame: pd.DataFrame, encoder: FeatureEncoder) -> dict[str, np.ndarray]:
+def _stream(frame: pd.DataFrame, encoder: FeatureEncoder) -> dict[str, dict[str, np.ndarray]]:
     """What the worker does, event by event, with state stored as JSON between events."""
     rows = frame.sort_values(["event_time", "tx_id"], kind="stable").to_dict("records")
     accounts = set(frame["account_id"])
@@ -43,7 +44,7 @@ def _stream(frame: pd.DataFrame, encoder: FeatureEncoder) -> dict[str, np.ndarra
             risks[cp] = json.dumps(update_counterparty_risk(risk, label, cp))
         state = json.loads(states.get(tx.account_id, json.dumps(new_account_state())))
         risk = json.loads(risks[tx.counterparty_id]) if tx.counterparty_id in risks else None
-        out[tx.tx_id] = encoder.encode(state, tx, risk).tokens
+        out[tx.tx_id] = encoder.collate([encoder.encode(state, tx, risk)])
         states[tx.account_id] = json.dumps(update_account_state(state, tx))
         if tx.counterparty_id in accounts and tx.counterparty_id != tx.account_id:
             other = json.loads(states.get(tx.counterparty_id, json.dumps(new_account_state())))
@@ -60,10 +61,17 @@ def test_streaming_and_replay_give_identical_inputs(max_len: int) -> None:
     encoder = FeatureEncoder(spec, max_len)
     streamed = _stream(frame, encoder)
     replayed = replay(frame, spec, max_len, label_outcome(frame["label"]), frame["label_time"])
-    batch = replayed.batch(np.arange(len(frame)))
+    inputs = replayed.inputs(np.arange(len(frame)))
+    batch, numeric = inputs["tokens"], inputs["numeric"]
     assert batch.shape == (len(frame), max_len, len(spec.fields))
+    assert numeric.shape == (len(frame), len(NUMERIC)) and numeric.dtype == np.float32
     for i, tx_id in enumerate(replayed.tx_id):
-        np.testing.assert_array_equal(batch[i], streamed[tx_id], err_msg=tx_id)
+        np.testing.assert_array_equal(batch[i], streamed[tx_id]["tokens"][0], err_msg=tx_id)
+        np.testing.assert_array_equal(numeric[i], streamed[tx_id]["numeric"][0], err_msg=tx_id)
+    # Numeric inputs vary (amounts, velocities, arrived-label risk counts), and are finite.
+    assert np.isfinite(numeric).all()
+    assert (numeric.std(0) > 0).sum() >= len(NUMERIC) // 2
+    assert (numeric[:, NUMERIC.index("cp_risk_labels")] > 0).any()
     # The comparison is not vacuous: histories, credits and arrived-label risk all occur.
     risk = batch[:, -1, spec.index("cp_risk")]
     assert len(set(risk.tolist())) > 1

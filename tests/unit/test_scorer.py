@@ -14,7 +14,9 @@ from models.configuration import TxmonConfig
 from models.dataset import fit_spec, label_outcome, replay
 from models.export import ExportError, export_artifact, load_artifact_model
 from models.features import FeatureEncoder, new_account_state, update_account_state
+from models.finetune import numeric_scaling
 from models.modeling import TxmonModel
+from models.numeric import NUMERIC
 from models.scorer import Scorer
 from models.toy import toy_frame
 from txmon.frames import to_transaction
@@ -28,12 +30,15 @@ def artifact(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, str, objec
     spec = fit_spec(frame, min_count=1)
     torch.manual_seed(0)
     model = TxmonModel(TxmonConfig(vocab_sizes=spec.vocab_sizes, max_len=8, hidden_size=32,
-                                   num_heads=2, intermediate_size=64)).eval()
+                                   num_heads=2, intermediate_size=64,
+                                   numeric_size=len(NUMERIC))).eval()
     data = replay(frame, spec, 8, label_outcome(frame["label"]), frame["label_time"])
-    sample = data.batch(np.arange(min(len(frame), 300)))
+    rows = np.arange(min(len(frame), 300))
+    model.set_numeric_scaling(*numeric_scaling(data, np.arange(len(frame))))
+    sample = data.inputs(rows)
     out = tmp_path_factory.mktemp("art") / "v1"
     m = export_artifact(model, spec, out, "v1", sample_tokens=sample, quantize=True,
-                        eval_labels=(label_outcome(frame["label"]).to_numpy()[:len(sample)] > 0.5))
+                        eval_labels=(label_outcome(frame["label"]).to_numpy()[rows] > 0.5))
     return out, m.artifact_sha256, model, frame
 
 
@@ -50,15 +55,37 @@ def test_onnx_scores_match_torch_and_batch_api(artifact) -> None:
         update_account_state(state, tx)
     batch = FeatureEncoder.collate(inputs)
     scores, emb = scorer.score(batch)
+    assert batch["numeric"].shape == (6, len(NUMERIC))
     with torch.no_grad():
-        t_scores, t_emb = model(torch.from_numpy(batch["tokens"]))
+        t_scores, t_emb = model(torch.from_numpy(batch["tokens"]), torch.from_numpy(batch["numeric"]))
     assert scores.shape == (6,) and emb.shape == (6, 32)
+    # The numeric inputs reach the score: another amount history gives other scores.
+    other = dict(batch, numeric=batch["numeric"] * 3 + 1)
+    assert np.abs(scorer.score(other)[0] - scores).max() > 1e-4
     np.testing.assert_allclose(scores, t_scores.numpy(), atol=1e-4)
     np.testing.assert_allclose(emb, t_emb.numpy(), atol=1e-4)
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["parity_max_abs_score"] <= 1e-4 and "int8_max_abs_score_change" in metrics
     with pytest.raises(ValueError):
-        scorer.score({"tokens": batch["tokens"][:, :3]})
+        scorer.score({"tokens": batch["tokens"][:, :3], "numeric": batch["numeric"]})
+    with pytest.raises(ValueError, match="numeric"):
+        scorer.score({"tokens": batch["tokens"]})
+
+
+def test_tokens_only_artifact_still_scores(tmp_path: Path) -> None:
+    """Artifacts exported before numeric inputs existed (numeric_size 0) keep serving."""
+    frame = toy_frame(accounts=8, days=4, seed=2)
+    spec = fit_spec(frame, min_count=1)
+    model = TxmonModel(TxmonConfig(vocab_sizes=spec.vocab_sizes, max_len=4, hidden_size=16,
+                                   num_heads=2, intermediate_size=32)).eval()
+    data = replay(frame, spec, 4)
+    m = export_artifact(model, spec, tmp_path / "old", "old", sample_tokens=data.batch(np.arange(50)))
+    scorer = Scorer.load(tmp_path / "old", expected_sha256=m.artifact_sha256, intra_op_threads=1)
+    assert scorer.inputs == ["tokens"]
+    scores, _ = scorer.score(data.inputs(np.arange(20)))  # extra numeric inputs are ignored
+    with torch.no_grad():
+        np.testing.assert_allclose(scores, model(torch.from_numpy(data.batch(np.arange(20))))[0].numpy(),
+                                   atol=1e-4)
 
 
 def test_refuses_tampered_or_unexpected_artifact(artifact, tmp_path: Path) -> None:
@@ -82,7 +109,8 @@ def test_hf_round_trip_and_no_identifiers_in_artifact(artifact) -> None:
     loaded, spec = load_artifact_model(out, expected_sha256=sha)
     x = torch.from_numpy(np.full((2, 8, len(spec.fields)), 5, dtype=np.int64))
     with torch.no_grad():
-        np.testing.assert_allclose(loaded(x)[0].numpy(), model(x)[0].numpy(), atol=1e-6)
+        num = torch.ones((2, len(NUMERIC)))
+        np.testing.assert_allclose(loaded(x, num)[0].numpy(), model(x, num)[0].numpy(), atol=1e-6)
     blob = b"".join(p.read_bytes() for p in out.rglob("*") if p.is_file())
     for ident in set(frame["account_id"]) | set(frame["counterparty_id"]):
         assert ident.encode() not in blob or len(ident) < 4
