@@ -50,7 +50,7 @@ def onnx_scores(scorer: Any, frame: pd.DataFrame, rows: np.ndarray) -> np.ndarra
     data = _replay(frame, scorer.encoder.spec, scorer.encoder.max_len)
     out = np.empty(len(rows), np.float64)
     for s in range(0, len(rows), BATCH):
-        out[s:s + BATCH] = scorer.score({"tokens": data.batch(rows[s:s + BATCH])})[0]
+        out[s:s + BATCH] = scorer.score(data.inputs(rows[s:s + BATCH]))[0]
     return out
 
 
@@ -64,7 +64,9 @@ def torch_scores(artifact_dir: Path, frame: pd.DataFrame, rows: np.ndarray) -> n
     out = np.empty(len(rows), np.float64)
     with torch.no_grad():
         for s in range(0, len(rows), BATCH):
-            out[s:s + BATCH] = model(torch.from_numpy(data.batch(rows[s:s + BATCH])))[0].numpy()
+            batch = data.inputs(rows[s:s + BATCH])
+            numeric = torch.from_numpy(batch["numeric"]) if model.config.numeric_size else None
+            out[s:s + BATCH] = model(torch.from_numpy(batch["tokens"]), numeric)[0].numpy()
     return out
 
 
@@ -73,12 +75,12 @@ def single_row_latencies(scorer: Any, frame: pd.DataFrame, rows: np.ndarray, n: 
     data = _replay(frame, scorer.encoder.spec, scorer.encoder.max_len)
     pick = rows[:n] if len(rows) else np.arange(min(n, len(frame)))
     for r in pick[:10]:  # warm-up: first calls allocate
-        scorer.score({"tokens": data.batch(np.array([r]))})
+        scorer.score(data.inputs(np.array([r])))
     out = []
     for r in pick:
-        tokens = data.batch(np.array([r]))
+        one = data.inputs(np.array([r]))
         t0 = time.perf_counter()
-        scorer.score({"tokens": tokens})
+        scorer.score(one)
         out.append((time.perf_counter() - t0) * 1000)
     return np.array(out)
 
