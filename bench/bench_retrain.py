@@ -16,8 +16,10 @@ figure; the shipped policy has ``require_shadow: false``. Writes bench/results/r
 from __future__ import annotations
 
 import argparse
+import faulthandler
 import json
 import os
+import signal
 import sys
 import threading
 import time
@@ -81,6 +83,7 @@ def main() -> None:
     ap.add_argument("--days", type=int, default=30)
     args = ap.parse_args()
     guard_children()
+    faulthandler.register(signal.SIGUSR1)  # `kill -USR1 PID` shows where a slow run is
 
     from kafka import KafkaConsumer, KafkaProducer
     from pydantic import SecretStr

@@ -103,6 +103,8 @@ def decide_manual(policy: ControllerPolicy, state: ControllerState, now: datetim
 class JobHandle(Protocol):
     def poll(self) -> int | None: ...
 
+    def kill(self) -> None: ...
+
 
 class Launcher(Protocol):
     def start(self, trigger: dict[str, Any]) -> JobHandle: ...
@@ -138,6 +140,7 @@ class Controller:
                       if self.state_path.exists() else ControllerState())
         self.job: JobHandle | None = None
         self.job_id: str | None = None
+        self.job_started: datetime | None = None
 
     def save(self) -> None:
         self.state_path.parent.mkdir(parents=True, exist_ok=True)
@@ -194,7 +197,7 @@ class Controller:
         trigger = trigger | {"job_id": job_id, "started_at": now.isoformat()}
         self.audit.append("trigger", actor="controller", job_id=job_id, trigger=trigger)
         self.job = self.launcher.start(trigger)
-        self.job_id = job_id
+        self.job_id, self.job_started = job_id, now
         self.state.job_starts = [t for t in self.state.job_starts if now - t < timedelta(days=2)]
         self.state.job_starts.append(now)
         if drift:
@@ -202,10 +205,18 @@ class Controller:
         self.state.new_labels = 0
 
     def tick(self) -> int | None:
-        """Reap a finished job; returns its exit code once, when it ends."""
+        """Reap a finished job (returns its exit code once, when it ends); kill one that has run
+        longer than the policy allows, so a hung job cannot block every later one."""
         if self.job is None:
             return None
         code = self.job.poll()
+        limit = timedelta(minutes=self.policy.max_job_minutes)
+        if code is None and self.job_started and self.clock() - self.job_started > limit:
+            self.job.kill()
+            self.audit.append("job", actor="controller", job_id=self.job_id, exit_code=None,
+                              outcome="timed_out", limit_minutes=self.policy.max_job_minutes)
+            self.job = None
+            return -1
         if code is not None:
             self.audit.append("job", actor="controller", job_id=self.job_id, exit_code=code,
                               outcome="finished" if code == 0 else "failed")

@@ -44,6 +44,7 @@ class ControllerPolicy(_Strict):
     cooldown_hours: float = Field(24, ge=0)
     max_jobs_per_day: int = Field(2, ge=0)
     min_new_labels: int = Field(200, ge=0)
+    max_job_minutes: float = Field(240, gt=0)  # a job running longer is killed
 
     def action_for(self, scope: str, severity: str) -> Action:
         """What the first matching rule says about a drift event of this scope and severity."""

@@ -1,13 +1,20 @@
 """The controller as a service: consume ``txmon.drift`` and ``txmon.labels``, decide, launch jobs.
 
-A thin kafka-python loop around :class:`retrain.controller.Controller`. Offsets are committed only
+A thin consumer loop around :class:`retrain.controller.Controller`. Offsets are committed only
 after the controller has saved its state and audited its decision, so a crash replays at most the
 last batch (and a replayed drift event meets the cooldown it itself started). Starts at the latest
 offsets the first time: a controller deployed today does not act on last month's drift.
+
+The long-running consumer uses aiokafka (as the Faust workers do): kafka-python 3.0's blocking
+``poll`` was seen to wait forever under CPU contention in this service (a known class of 3.x issue,
+dpkp/kafka-python#3121), and a controller that silently stops listening is the worst failure it
+can have. The snapshot's bounded reads stay on kafka-python, inside the job process, where the
+controller's job timeout covers them.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import threading
 from collections.abc import Callable
@@ -32,35 +39,48 @@ def controller_for(settings: Any, policy: Policy, policy_path: Path | None = Non
                       launcher or SubprocessLauncher(paths.job_logs, extra), paths.controller_state)
 
 
-def serve(settings: Any, controller: Controller, stop: threading.Event | None = None,
-          on_decision: Callable[[Drift, Decision], None] = lambda _e, _d: None,
-          poll_ms: int = 1000, offset_reset: str = "latest") -> None:
-    """Run until ``stop`` is set. Undecodable events are logged and skipped (the worker's DLQ has
-    the originals; the controller must not crash on one bad record)."""
-    from kafka import KafkaConsumer
+def handle(controller: Controller, topic: str, label_topic: str, value: bytes | None,
+           on_decision: Callable[[Drift, Decision], None]) -> None:
+    """One record. Undecodable events are logged and skipped (the worker's DLQ has the originals;
+    the controller must not stop on one bad record)."""
+    try:
+        if topic == label_topic:
+            controller.on_label(decode(Label, value))
+        else:
+            event = decode(Drift, value)
+            on_decision(event, controller.on_drift(event))
+    except ContractError as exc:
+        log.warning("skipping a record on %s: %s", topic, exc)
 
-    stop = stop or threading.Event()
+
+async def serve_async(settings: Any, controller: Controller, stop: threading.Event,
+                      on_decision: Callable[[Drift, Decision], None] = lambda _e, _d: None,
+                      poll_ms: int = 1000, offset_reset: str = "latest") -> None:
+    from aiokafka import AIOKafkaConsumer
+
     drift_topic, label_topic = settings.topic("drift"), settings.topic("labels")
-    consumer = KafkaConsumer(drift_topic, label_topic, **settings.kafka.kafka_python_config(),
-                             group_id=GROUP, enable_auto_commit=False,
-                             auto_offset_reset=offset_reset)
+    consumer = AIOKafkaConsumer(drift_topic, label_topic, **settings.kafka.aiokafka_config(),
+                                group_id=GROUP, enable_auto_commit=False,
+                                auto_offset_reset=offset_reset)
+    await consumer.start()
     try:
         while not stop.is_set():
-            batch = consumer.poll(timeout_ms=poll_ms)
+            batch = await consumer.getmany(timeout_ms=poll_ms, max_records=5000)
             for tp, records in batch.items():
                 for r in records:
-                    try:
-                        if tp.topic == label_topic:
-                            controller.on_label(decode(Label, r.value))
-                        else:
-                            event = decode(Drift, r.value)
-                            on_decision(event, controller.on_drift(event))
-                    except ContractError as exc:
-                        log.warning("skipping %s@%d:%d: %s", tp.topic, tp.partition, r.offset, exc)
+                    handle(controller, tp.topic, label_topic, r.value, on_decision)
             controller.tick()
             if batch:
                 controller.save()
-                consumer.commit()
+                await consumer.commit()
     finally:
         controller.save()
-        consumer.close()
+        await consumer.stop()
+
+
+def serve(settings: Any, controller: Controller, stop: threading.Event | None = None,
+          on_decision: Callable[[Drift, Decision], None] = lambda _e, _d: None,
+          poll_ms: int = 1000, offset_reset: str = "latest") -> None:
+    """Run until ``stop`` is set (blocking; run it in a thread to stop it from outside)."""
+    asyncio.run(serve_async(settings, controller, stop or threading.Event(), on_decision, poll_ms,
+                            offset_reset))

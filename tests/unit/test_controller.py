@@ -38,6 +38,9 @@ class FakeJob:
     def poll(self) -> int | None:
         return self.code
 
+    def kill(self) -> None:
+        self.code = -9
+
 
 class FakeLauncher:
     def __init__(self) -> None:
@@ -172,3 +175,15 @@ def test_job_lock_allows_one_job_at_a_time_across_holders(tmp_path: Path) -> Non
             assert not second
     with job_lock(paths) as again:
         assert again
+
+
+def test_a_hung_job_is_killed_after_the_policy_limit(setup) -> None:
+    ctl, clock, launcher, _ = setup
+    feed_labels(ctl, 5)
+    ctl.on_drift(drift())
+    clock.now = T0 + timedelta(minutes=POLICY.max_job_minutes - 1)
+    assert ctl.tick() is None and ctl.job_running
+    clock.now = T0 + timedelta(minutes=POLICY.max_job_minutes + 1)
+    assert ctl.tick() == -1 and launcher.jobs[-1].code == -9 and not ctl.job_running
+    last = list(ctl.audit.entries())[-1]["details"]
+    assert last["outcome"] == "timed_out"
