@@ -66,7 +66,8 @@ async def serve_async(settings: Any, controller: Controller, stop: threading.Eve
     try:
         while not stop.is_set():
             batch = await consumer.getmany(timeout_ms=poll_ms, max_records=5000)
-            for tp, records in batch.items():
+            # Labels first: a drift event is judged with every label that had arrived with it.
+            for tp, records in sorted(batch.items(), key=lambda kv: kv[0].topic != label_topic):
                 for r in records:
                     handle(controller, tp.topic, label_topic, r.value, on_decision)
             controller.tick()

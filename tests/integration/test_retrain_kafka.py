@@ -56,12 +56,6 @@ def test_controller_service_decides_from_kafka(kafka_settings_for, topic_prefix,
         producer.send(settings.topic("labels"), Label(tx_id=f"t{i}", account_id="a", label="fraud",
                                                       label_time=NOW).to_bytes())
     producer.flush()
-    time.sleep(0.5)  # labels first: the controller counts them before it sees the drift
-    producer.send(settings.topic("drift"), _drift("low"))
-    producer.send(settings.topic("drift"), _drift("high"))
-    producer.send(settings.topic("drift"), b"not json")  # must be skipped, not fatal
-    producer.flush()
-    producer.close()
 
     stop = threading.Event()
     decisions: list[str] = []
@@ -70,20 +64,33 @@ def test_controller_service_decides_from_kafka(kafka_settings_for, topic_prefix,
                                       "poll_ms": 200, "offset_reset": "earliest"})
     worker.start()
     deadline = time.monotonic() + 60
+    while ctl.state.new_labels < 6 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert ctl.state.new_labels == 6
+    producer.send(settings.topic("drift"), _drift("low"))
+    producer.send(settings.topic("drift"), _drift("high"))
+    producer.send(settings.topic("drift"), b"not json")  # must be skipped, not fatal
+    producer.flush()
+    producer.close()
+    deadline = time.monotonic() + 60
     while len(decisions) < 2 and time.monotonic() < deadline:
         time.sleep(0.2)
+    # Offsets are committed after each batch: the group resumes after all three drift records,
+    # the undecodable one included.
+    c = KafkaConsumer(**settings.kafka.kafka_python_config(), group_id=GROUP, enable_auto_commit=False)
+    tps = [TopicPartition(settings.topic("drift"), p) for p in range(2)]
+    committed = 0
+    while committed < 3 and time.monotonic() < deadline:
+        committed = sum(c.committed(tp) or 0 for tp in tps)
+        time.sleep(0.2)
+    c.close()
     stop.set()
     worker.join(30)
     assert not worker.is_alive()
     assert decisions == ["watch", "retrain"], decisions
+    assert committed == 3
     assert len(launcher.started) == 1 and launcher.started[0]["scope"] == "embedding"
     assert verify(tmp_path / "audit.jsonl").ok
-    # Offsets were committed: the group resumes after the drift events.
-    c = KafkaConsumer(**settings.kafka.kafka_python_config(), group_id=GROUP, enable_auto_commit=False)
-    tps = [TopicPartition(settings.topic("drift"), p) for p in range(2)]
-    committed = sum(c.committed(tp) or 0 for tp in tps)
-    c.close()
-    assert committed == 3
 
 
 def _artifact(root: Path, name: str, signer: HmacSigner) -> Path:
