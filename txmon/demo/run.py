@@ -210,17 +210,20 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
         sup.start("register", "models", "register", str(artifact), "--promote", "--by", "demo")
         _wait_child(sup, "register", 120)
 
-    truth = Truth(event_time=dict(zip(frame["tx_id"], frame["event_time"].dt.to_pydatetime(),
-                                      strict=True)),
+    truth = Truth(event_time=dict(zip(frame["tx_id"], list(frame["event_time"]), strict=True)),
                   positive=dict(zip(frame["tx_id"], frame["label"].isin(["fraud", "sar"]),
                                     strict=True)))
     demo.collector = Collector(demo.settings, truth, group=f"demo-{secrets.token_hex(4)}")
     demo.collector.start()
 
     with demo.step("services") as st:
+        metrics_port = free_port()
+        sup.env = demo.env_for(TXMON_WORKER__METRICS_PORT=str(metrics_port),
+                               TXMON_WORKER__METRICS_HOST="127.0.0.1")
         sup.start("worker", "worker", "--instance-id", "demo-1", "--threshold", "0.5")
-        sup.start("controller", "retrain-controller")
-        st.detail = "txmon worker, txmon retrain-controller"
+        sup.env = demo.env
+        sup.start("controller", "retrain-controller", "--policy", str(_policy_file(demo)))
+        st.detail = f"txmon worker (metrics :{metrics_port}), txmon retrain-controller"
 
     stream = pd.concat([warmup, live], ignore_index=True)
     hold_at = pd.Timestamp(plan.live_start) + pd.Timedelta(days=plan.live_days * plan.hold_fraction)
@@ -324,6 +327,15 @@ def _wait_child(sup: Supervisor, name: str, timeout: float) -> None:
         sup.children.remove(child)
     if code != 0:
         raise RuntimeError(f"`txmon {name}` failed ({code}):\n{child.tail()}")
+
+
+def _policy_file(demo: Demo) -> Path:
+    """The demo's retraining policy (windows sized for compressed time, shadow required)."""
+    from importlib import resources
+
+    path = demo.home / "policy.yaml"
+    path.write_text(resources.files("txmon.demo").joinpath("policy.yaml").read_text())
+    return path
 
 
 def _build_champion(demo: Demo, history: pd.DataFrame) -> Path:

@@ -39,17 +39,18 @@ class DemoPlan:
     finetune_epochs: int = 3
     drift_rate: float = 150.0  # incidents per 1,000 accounts per 30 days
     daily_alert_budget: int = 40
+    # A safety net, not the target: a stage still waiting after this fails the demo.
     timeout_s: float = 900.0
 
     @classmethod
     def quick(cls) -> DemoPlan:
         return cls(accounts=600, history_days=28, live_days=12, drift_after_days=3, warmup_days=4,
-                   rate=500.0, pretrain_epochs=1, finetune_epochs=2, timeout_s=300.0)
+                   rate=500.0, pretrain_epochs=1, finetune_epochs=2, timeout_s=600.0)
 
     @classmethod
     def default(cls) -> DemoPlan:
         return cls(accounts=1500, history_days=45, live_days=21, drift_after_days=5, warmup_days=7,
-                   rate=400.0, pretrain_epochs=2, finetune_epochs=4, timeout_s=900.0)
+                   rate=400.0, pretrain_epochs=2, finetune_epochs=4, timeout_s=1500.0)
 
     @property
     def start(self) -> datetime:
