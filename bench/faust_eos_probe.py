@@ -11,6 +11,11 @@ SIGKILL it ``--kills`` times mid-stream and restart it, let the last one drain t
 with SIGTERM, then read the output topic ``read_committed`` (and ``read_uncommitted`` for contrast)
 and count lost and duplicated ids. Writes ``bench/results/faust_eos.json``.
 
+Three variants: ``exactly_once`` as one would write it (the app only produces to its output topic);
+``exactly_once_output_consumed``, the same app plus a no-op agent on the output topic, because Faust
+puts a send into a partition's transaction only when its consumer has metadata for the destination
+topic; and ``at_least_once`` (the default) as the baseline.
+
 The Faust app is configured to give exactly-once its best chance: same partition count and key on
 both topics (so an output's transaction is the one of the input partition it came from), one
 transactional producer per input partition (Faust's own scheme), a short commit interval, memory
@@ -231,7 +236,8 @@ def run_one(bootstrap: str, work: Path, variant: str, args: argparse.Namespace) 
         "in": n, "out_committed": len(committed), **count(committed, n),
         "read_uncommitted": count(uncommitted, n),
         # End offsets count transaction markers too: more than the records means transactions ran.
-        "output_log_end_offset": end_offsets(bootstrap, output, committed_only=False),
+        "output_log_end_offset": (log_end := end_offsets(bootstrap, output, committed_only=False)),
+        "transaction_markers": log_end - len(uncommitted),
         "input_offsets_committed": group_committed(bootstrap, tag, source),
         "drained": drained_at is not None, "runtime_seconds": drain_seconds,
         "duplicate_examples": duplicates(committed, pids),
