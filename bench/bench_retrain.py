@@ -30,7 +30,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (
     command_line,
-    create_topics,
     guard_children,
     machine,
     private_broker,
@@ -97,8 +96,9 @@ def main() -> None:
     from retrain.promotion import Governance, KafkaPublisher
     from retrain.pseudonymise import Pseudonymiser
     from retrain.service import controller_for, serve
+    from txmon.broker.topics import ensure_topics
     from txmon.contracts import Drift, ModelEvent, Window, decode
-    from txmon.settings import TOPIC_NAMES, KafkaSettings, Settings, TopicSettings
+    from txmon.settings import KafkaSettings, Settings, TopicSettings
 
     with private_broker() as (bootstrap, tmp):
         home = tmp / "home"
@@ -108,7 +108,12 @@ def main() -> None:
         settings = Settings(home=home, kafka=KafkaSettings(bootstrap_servers=bootstrap),
                             topics=TopicSettings(prefix=PREFIX), signing_key=SecretStr(SIGN),
                             pseudonym_key=SecretStr(PSEUDO))
-        create_topics(bootstrap, [settings.topic(n) for n in TOPIC_NAMES], partitions=3)
+        # Topic retention must cover the snapshot window (plus label delay), or the broker deletes
+        # the start of the window before the job reads it (the snapshot's coverage check fails).
+        retention_ms = int((load_policy().snapshot.window_days + 14) * 86_400_000)
+        settings = settings.model_copy(update={"topics": TopicSettings(
+            prefix=PREFIX, partitions=3, retention_ms=retention_ms)})
+        ensure_topics(settings)
         frame = _world(args.accounts, args.days)
         t0 = time.perf_counter()
         counts = _produce(settings, frame)
@@ -140,7 +145,10 @@ def main() -> None:
             "poll_ms": 200, "offset_reset": "earliest",
             "on_decision": lambda _e, d: decided.setdefault(d.action, time.perf_counter())})
         service.start()
+        deadline = time.perf_counter() + 300
         while ctl.state.new_labels < counts["labels"]:  # the controller has read the labels
+            if time.perf_counter() > deadline:
+                raise SystemExit(f"controller read {ctl.state.new_labels} of {counts['labels']} labels")
             time.sleep(0.2)
         drift = Drift(detector="adwin", scope="performance", statistic=0.31, threshold=0.1,
                       detected_at=datetime.now(UTC), window=Window(events=5000), champion_version="m0",

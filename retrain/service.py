@@ -5,11 +5,11 @@ after the controller has saved its state and audited its decision, so a crash re
 last batch (and a replayed drift event meets the cooldown it itself started). Starts at the latest
 offsets the first time: a controller deployed today does not act on last month's drift.
 
-The long-running consumer uses aiokafka (as the Faust workers do): kafka-python 3.0's blocking
-``poll`` was seen to wait forever under CPU contention in this service (a known class of 3.x issue,
-dpkp/kafka-python#3121), and a controller that silently stops listening is the worst failure it
-can have. The snapshot's bounded reads stay on kafka-python, inside the job process, where the
-controller's job timeout covers them.
+The long-running consumer uses aiokafka, as the Faust workers do: its ``getmany`` and ``commit``
+are bounded awaitables on one event loop, where kafka-python 3.x's blocking calls have a reported
+class of waits that ignore their timeouts (dpkp/kafka-python#3121, ``commit``), which a service
+that must never silently stop listening should not depend on. The snapshot's bounded reads stay on
+kafka-python (``offsets_for_times``), inside the job process, where the job timeout covers them.
 """
 
 from __future__ import annotations

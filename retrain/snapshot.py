@@ -139,6 +139,21 @@ def content_hash(frame: pd.DataFrame) -> str:
     return h.hexdigest()
 
 
+def check_window_coverage(timestamps_ms: list[int], window_start: datetime,
+                          slack: timedelta = timedelta(days=1)) -> Check:
+    """The topic still holds the start of the window: a window cut short by topic retention (or a
+    compacted or recreated topic) would silently train on less history than the policy asks."""
+    if not timestamps_ms:
+        return Check("window_coverage", False, detail="no transactions in the window")
+    first = datetime.fromtimestamp(min(timestamps_ms) / 1000, tz=window_start.tzinfo)
+    late = (first - window_start).total_seconds() / 86400
+    return Check("window_coverage", first <= window_start + slack, round(late, 2),
+                 slack.total_seconds() / 86400,
+                 f"earliest transaction on the topic is {late:.1f} days after the window start "
+                 "(check topic retention against snapshot.window_days)" if first > window_start + slack
+                 else "the topic covers the whole window")
+
+
 def _decode_all(contract: type, records: Iterable[tuple[int, bytes]]) -> tuple[list, int]:
     out, bad = [], 0
     for _, raw in records:
@@ -180,6 +195,8 @@ def build_snapshot(transactions: Iterable[tuple[int, bytes]], labels: Iterable[t
                    window_start: datetime, snapshot_time: datetime, policy: SnapshotPolicy,
                    pseudonymiser: Pseudonymiser) -> Snapshot:
     """Decoded, joined, pseudonymised, checked and hashed; raw ids never leave this function."""
+    transactions = list(transactions)
+    coverage = check_window_coverage([ts for ts, _ in transactions], window_start)
     txs, bad_tx = _decode_all(Transaction, transactions)
     labs, bad_lab = _decode_all(Label, labels)
     txs = [t for t in txs if window_start <= t.event_time < snapshot_time]
@@ -191,6 +208,7 @@ def build_snapshot(transactions: Iterable[tuple[int, bytes]], labels: Iterable[t
     newest = labelled.max().to_pydatetime() if len(labelled) else snapshot_time
     holdout_start = newest - timedelta(days=policy.holdout_days)
     checks = run_checks(frame, pd.Timestamp(snapshot_time), None, policy.max_duplicate_fraction)
+    checks.append(coverage)
     if checks[0].passed:
         recent = frame["event_time"] >= pd.Timestamp(holdout_start)
         checks += [check_min_positives(frame[~recent], policy.min_positives, "min_train_positives"),

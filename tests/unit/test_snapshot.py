@@ -107,3 +107,12 @@ def test_too_few_positives_fails(world) -> None:
     snap = _build(world, labels=[])
     failed = {c.name for c in snap.checks if not c.passed}
     assert {"min_train_positives", "min_holdout_positives"} <= failed
+
+
+def test_window_cut_short_by_retention_fails_coverage(world) -> None:
+    _, t, txs, labels = world
+    recent_only = [(ts, raw) for ts, raw in txs if ts >= (t - timedelta(days=5)).timestamp() * 1000]
+    snap = _build(world, txs=recent_only)
+    cov = next(c for c in snap.checks if c.name == "window_coverage")
+    assert not cov.passed and "retention" in cov.detail
+    assert next(c for c in _build(world).checks if c.name == "window_coverage").passed
