@@ -110,7 +110,7 @@ def test_too_few_positives_fails(world) -> None:
 
 
 def test_window_cut_short_by_retention_fails_coverage(world) -> None:
-    _, t, txs, labels = world
+    _, t, txs, _ = world
     recent_only = [(ts, raw) for ts, raw in txs if ts >= (t - timedelta(days=5)).timestamp() * 1000]
     snap = _build(world, txs=recent_only)
     cov = next(c for c in snap.checks if c.name == "window_coverage")
