@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import socket
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -71,6 +71,15 @@ class WorkerConfig(BaseSettings):
     metrics_port: int = Field(9100, ge=-1, le=65535)
     # Score with a ``validated`` challenger beside the champion (shadow=True scores, never alerts).
     shadow: bool = True
+    # Drift monitoring of the champion (streams.observer.DriftFeed). Without a cached reference a
+    # champion's first ``drift_warmup_events`` scored events become its reference.
+    drift: bool = True
+    drift_warmup_events: int = Field(20_000, ge=1)
+    # The monitor's checkpoints (``txmon drift status`` reads them); default $TXMON_HOME/drift/state.
+    # Several workers on one host need one directory each.
+    drift_state_dir: Path | None = None
+    # Passed to streams.drift.DriftConfig (e.g. ert_events, block_events); empty: its defaults.
+    drift_monitor: dict[str, Any] = Field(default_factory=dict)
     policy: PolicyConfig = PolicyConfig()
     rules: RuleConfig = RuleConfig()
 

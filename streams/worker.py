@@ -301,6 +301,9 @@ class Worker:
                 await self.producer.stop()
             if web is not None:
                 await web.cleanup()
+            close = getattr(self.observer, "close", None)
+            if close is not None:
+                close()  # the drift monitor's last checkpoint
 
     async def _wait_ready(self, followers: list[asyncio.Task], *events: asyncio.Event) -> None:
         while not all(e.is_set() for e in events):
@@ -422,6 +425,9 @@ class Worker:
 
         async def health(_: web.Request) -> web.Response:
             ok, body = self.health.snapshot(self.slot.version, self.slot.challenger_version)
+            drift = getattr(self.observer, "state", None)
+            if drift is not None:
+                body["drift"] = {"state": drift, "champion_version": self.observer.version}
             return web.json_response(body, status=200 if ok else 503)
 
         app = web.Application()
@@ -436,8 +442,26 @@ class Worker:
         return runner
 
 
+def drift_feed(settings: Settings, config: WorkerConfig) -> BatchObserver:
+    """The drift monitor as configured: checkpoints in ``drift_state_dir`` (default
+    ``$TXMON_HOME/drift/state``), references cached in ``$TXMON_HOME/drift/references/<version>``."""
+    from streams.drift import DriftConfig
+    from streams.observer import DriftFeed
+
+    home = settings.home / "drift"
+    return DriftFeed(DriftConfig(**config.drift_monitor), config.drift_state_dir or home / "state",
+                     home / "references", warmup_events=config.drift_warmup_events,
+                     alert_threshold=config.policy.threshold)
+
+
 def run_worker(settings: Settings, config: WorkerConfig, observer: BatchObserver | None = None) -> None:
-    """Run until SIGTERM/SIGINT: finishes the batch in flight, leaves the group, exits."""
+    """Run until SIGTERM/SIGINT: finishes the batch in flight, leaves the group, exits.
+
+    Without an ``observer`` and with ``config.drift`` on, the champion is drift-monitored
+    (:func:`drift_feed`).
+    """
+    if observer is None and config.drift:
+        observer = drift_feed(settings, config)
 
     async def main() -> None:
         worker = Worker(settings, config, observer=observer)

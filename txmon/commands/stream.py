@@ -28,6 +28,13 @@ def worker(
     threshold: Annotated[float | None, typer.Option(help="alert threshold (or budget floor)")] = None,
     daily_budget: Annotated[int | None, typer.Option(help="alert budget per day; switches the policy "
                                                           "to budget mode")] = None,
+    shadow: Annotated[bool | None, typer.Option(
+        "--shadow/--no-shadow", help="shadow-score a validated challenger beside the champion "
+                                     "(default on; TXMON_WORKER__SHADOW)")] = None,
+    drift: Annotated[bool | None, typer.Option(
+        "--drift/--no-drift", help="drift-monitor the champion (default on; TXMON_WORKER__DRIFT)")] = None,
+    drift_warmup: Annotated[int | None, typer.Option(
+        help="events of a new champion that become its drift reference when none is cached")] = None,
     log_level: Annotated[str, typer.Option(help="DEBUG, INFO, WARNING")] = "INFO",
 ) -> None:
     """Score every transaction exactly once (Kafka transactions; read outputs read_committed)."""
@@ -43,7 +50,8 @@ def worker(
     cfg = WorkerConfig()
     update = {k: v for k, v in {"model_dir": model, "instance_id": instance_id, "group_id": group_id,
                                 "batch_size": batch_size, "max_wait_ms": max_wait_ms,
-                                "metrics_port": metrics_port}.items() if v is not None}
+                                "metrics_port": metrics_port, "shadow": shadow, "drift": drift,
+                                "drift_warmup_events": drift_warmup}.items() if v is not None}
     policy = {k: v for k, v in {"threshold": threshold, "daily_budget": daily_budget}.items()
               if v is not None}
     if daily_budget is not None:
@@ -52,7 +60,9 @@ def worker(
         update["policy"] = cfg.policy.model_copy(update=policy)
     cfg = WorkerConfig.model_validate(cfg.model_dump() | update)
     console.print(f"txmon worker [bold]{cfg.transactional_id}[/bold]: batches of {cfg.batch_size} "
-                  f"within {cfg.max_wait_ms} ms, policy {cfg.policy.mode} at {cfg.policy.threshold}")
+                  f"within {cfg.max_wait_ms} ms, policy {cfg.policy.mode} at {cfg.policy.threshold}; "
+                  f"shadow {'on' if cfg.shadow else 'off'}, drift "
+                  + (f"on (warm-up {cfg.drift_warmup_events:,} events)" if cfg.drift else "off"))
     run_worker(get_settings(), cfg)
 
 

@@ -1,0 +1,227 @@
+"""The worker's drift hook: feeds :class:`streams.drift.DriftMonitor` from scored micro-batches.
+
+:class:`DriftFeed` implements :class:`streams.scoring.BatchObserver`. Per champion version it needs a
+:class:`~streams.drift.DriftReference`; artifacts do not ship one yet, so the first time a version
+serves, the feed builds it from a **warm-up window**: the first ``warmup_events`` events that version
+scores here (no drift is reported for them), then it simulates the detectors' thresholds on a
+background thread while scoring goes on (events scored meanwhile are not monitored). The reference is
+cached under ``references_dir/<version>``, so a restart loads it instead of warming up again, and the
+monitor continues from its last checkpoint in ``state_dir`` (``DriftMonitor.restore``).
+
+A warm-up reference assumes the champion's first traffic is normal: drift that is already present
+when the champion starts becomes part of its reference. A reference built from the champion's
+validation window and saved to ``references_dir/<version>`` before the worker starts replaces the
+warm-up.
+
+A promotion is seen as a batch scored by another version: the monitor stops, and restarts
+(``DriftMonitor.reset``) on the new version's reference, cached or warmed up. Shadow scores never
+reach this feed (:mod:`streams.scoring`). Labels feed ADWIN with the champion's score; "alerted" is
+approximated by ``score >= alert_threshold``.
+
+Columns (one row per scored transaction): the pooled embedding; numeric ``log_amount``,
+``log_gap_s`` (seconds since the account's previous transaction; 30 days when it has none),
+``velocity_24h`` and ``amount_vs_usual`` (log amount minus the account's running mean; 0 until it
+has three transactions); binary ``alerted``, ``new_counterparty``, ``foreign`` and ``cross_border``.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from concurrent.futures import Future, ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from streams.drift import DriftConfig, DriftMonitor, DriftReference, ReferenceError
+from streams.scoring import ScoredBatch
+from txmon.contracts import Drift, Label
+
+log = logging.getLogger(__name__)
+
+NO_PREVIOUS_GAP_S = 30 * 86_400
+FEATURES = ("log_amount", "log_gap_s", "velocity_24h", "amount_vs_usual")
+BINARY = ("alerted", "new_counterparty", "foreign", "cross_border")
+
+
+def columns(batch: ScoredBatch) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(numeric features, binary signals) of a scored batch, one row per transaction.
+
+    >>> from datetime import datetime, UTC
+    >>> from txmon.contracts import Transaction
+    >>> tx = Transaction(tx_id="t", event_time=datetime(2026, 1, 1, tzinfo=UTC), account_id="a",
+    ...                  counterparty_id="m", amount="99.00")
+    >>> rec = {"amt": 99.0, "dtp": None, "v24h": 2, "rel": None, "ncp": True, "foreign": None}
+    >>> f, b = columns(ScoredBatch("v1", [tx], {}, np.array([0.1]), np.zeros((1, 2)),
+    ...                            np.array([False]), [rec]))
+    >>> round(float(f["log_amount"][0]), 3), float(f["amount_vs_usual"][0]), b["new_counterparty"]
+    (4.605, 0.0, array([ True]))
+    """
+    recs = batch.records or [{} for _ in batch.transactions]
+    amounts = [r.get("amt", float(tx.amount)) for r, tx in zip(recs, batch.transactions, strict=True)]
+    features = {
+        "log_amount": np.log1p(np.maximum(np.asarray(amounts, dtype=np.float64), 0.0)),
+        "log_gap_s": np.log1p(np.asarray([NO_PREVIOUS_GAP_S if r.get("dtp") is None else r["dtp"]
+                                          for r in recs], dtype=np.float64)),
+        "velocity_24h": np.asarray([r.get("v24h") or 0 for r in recs], dtype=np.float64),
+        "amount_vs_usual": np.asarray([r.get("rel") or 0.0 for r in recs], dtype=np.float64),
+    }
+    binary = {
+        "alerted": np.asarray(batch.alerted, dtype=bool),
+        "new_counterparty": np.asarray([bool(r.get("ncp")) for r in recs]),
+        "foreign": np.asarray([bool(r.get("foreign")) for r in recs]),
+        "cross_border": np.asarray([bool(r.get("cp_foreign")) for r in recs]),
+    }
+    return features, binary
+
+
+class _Window:
+    """The warm-up events of one version, until there are enough to build a reference."""
+
+    def __init__(self) -> None:
+        self.parts: list[tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]] = []
+        self.events = 0
+
+    def add(self, batch: ScoredBatch) -> None:
+        features, binary = columns(batch)
+        self.parts.append((np.asarray(batch.embeddings, dtype=np.float32), features, binary,
+                           np.asarray(batch.scores, dtype=np.float64)))
+        self.events += len(batch.scores)
+
+    def stacked(self) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
+        emb = np.concatenate([p[0] for p in self.parts])
+        features = {k: np.concatenate([p[1][k] for p in self.parts]) for k in FEATURES}
+        binary = {k: np.concatenate([p[2][k] for p in self.parts]) for k in BINARY}
+        return emb, features, binary, np.concatenate([p[3] for p in self.parts])
+
+
+class DriftFeed:
+    """A :class:`~streams.scoring.BatchObserver` around one :class:`DriftMonitor` per champion."""
+
+    def __init__(self, config: DriftConfig, state_dir: Path, references_dir: Path, *,
+                 warmup_events: int = 20_000, alert_threshold: float = 0.8,
+                 background: bool = True):
+        if warmup_events < config.block_events:
+            raise ValueError(f"warmup_events ({warmup_events}) is less than one block "
+                             f"({config.block_events} events)")
+        self.config = config
+        self.state_dir = Path(state_dir)
+        self.references_dir = Path(references_dir)
+        self.warmup_events = warmup_events
+        self.alert_threshold = alert_threshold
+        self.monitor: DriftMonitor | None = None
+        self.version: str | None = None  # the champion being monitored (or warmed up for)
+        self.active = False  # the monitor watches self.version
+        self._window: _Window | None = None
+        self._building: Future[DriftReference] | None = None
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="drift-reference") if background else None
+        self.on_state: Callable[[str, str], None] | None = None  # (version, new state)
+
+    @property
+    def state(self) -> str:
+        """``idle`` (no batch yet), ``warming``, ``building``, ``monitoring`` or ``failed``."""
+        if self.active:
+            return "monitoring"
+        if self._building is not None:
+            return "building"
+        if self._window is not None:
+            return "warming"
+        return "failed" if self.version is not None else "idle"
+
+    # -- BatchObserver ---------------------------------------------------------------------
+    def on_batch(self, batch: ScoredBatch) -> list[Drift]:
+        if batch.model_version != self.version:
+            self._switch(batch.model_version)
+        if not self.active:
+            # Warm-up events (and the batch that completes the reference) are not monitored.
+            self._warm(batch)
+            return []
+        assert self.monitor is not None
+        features, binary = columns(batch)
+        return self.monitor.observe_batch(batch.embeddings, features, binary, batch.scores,
+                                          [tx.event_time for tx in batch.transactions])
+
+    def on_label(self, label: Label, score: float | None, model_version: str) -> list[Drift]:
+        if not self.active or score is None or model_version != self.version:
+            return []
+        assert self.monitor is not None
+        return self.monitor.observe_outcome(score, label.positive, score >= self.alert_threshold,
+                                            label.label_time)
+
+    # -- lifecycle -------------------------------------------------------------------------
+    def _switch(self, version: str) -> None:
+        log.info("drift: champion is now %s (was %s)", version, self.version)
+        self.version, self.active, self._window, self._building = version, False, None, None
+        try:
+            reference = DriftReference.load(self.references_dir / version, self.config)
+        except ReferenceError as exc:
+            log.info("drift: no usable cached reference for %s (%s); warming up on its first %d "
+                     "events", version, exc, self.warmup_events)
+            self._window = _Window()
+            self._notify("warming")
+            return
+        self._start(reference, version)
+
+    def _warm(self, batch: ScoredBatch) -> None:
+        if self._building is not None:
+            if self._building.done():
+                self._built(self._building)
+            return
+        if self._window is None:
+            return  # a failed build: not monitoring this version
+        self._window.add(batch)
+        if self._window.events < self.warmup_events:
+            return
+        window, version = self._window, self.version
+        self._window = None
+        assert version is not None
+        if self._executor is None:
+            done: Future[DriftReference] = Future()
+            try:
+                done.set_result(self._build(window, version))
+            except Exception as exc:
+                done.set_exception(exc)
+            self._built(done)
+        else:
+            self._building = self._executor.submit(self._build, window, version)
+            self._notify("building")
+
+    def _build(self, window: _Window, version: str) -> DriftReference:
+        emb, features, binary, scores = window.stacked()
+        reference = DriftReference.build(emb, features, binary, scores, self.config,
+                                         source=f"warm-up: first {window.events} events scored by "
+                                                f"{version} in this worker")
+        reference.save(self.references_dir / version)
+        return reference
+
+    def _built(self, future: Future[DriftReference]) -> None:
+        self._building = None
+        try:
+            reference = future.result()
+        except Exception:
+            log.exception("drift: building the reference of %s failed; not monitoring it", self.version)
+            self._notify("failed")
+            return
+        assert self.version is not None
+        self._start(reference, self.version)
+
+    def _start(self, reference: DriftReference, version: str) -> None:
+        if self.monitor is None:  # first champion of this process: continue from its checkpoint
+            self.monitor = DriftMonitor.restore(reference, self.config, self.state_dir, version)
+        else:
+            self.monitor.reset(reference, version)
+        self.active = True
+        log.info("drift: monitoring %s (%s)", version, reference.source or "cached reference")
+        self._notify("monitoring")
+
+    def _notify(self, state: str) -> None:
+        if self.on_state and self.version is not None:
+            self.on_state(self.version, state)
+
+    def close(self) -> None:
+        """Checkpoint the monitor and stop a reference build in progress."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=False, cancel_futures=True)
+        if self.monitor is not None and self.active:
+            self.monitor.save()
+
