@@ -2,8 +2,9 @@
 
     .venv/bin/python bench/bench_scoring.py [--threads 2] -> bench/results/scoring.json
 
-Uses a default-sized model (K=16, d=64, 2 layers) with vocabularies fitted on a simulator frame and
-real replayed inputs; times are medians over repeated runs on this (shared) machine.
+Uses a default-sized model (``TrainConfig`` defaults: K, d, layers, numeric inputs) with vocabularies
+fitted on a simulator frame and real replayed inputs; times are medians over repeated runs on this
+(shared) machine. ``--max-len`` overrides K to show what the sequence length costs.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ def _median_seconds(fn, repeats: int, rounds: int = 5) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--max-len", type=int, default=None)
     ap.add_argument("--out", default="bench/results/scoring.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -41,37 +43,48 @@ def main() -> None:
     from models.configuration import TxmonConfig
     from models.dataset import fit_spec, replay
     from models.export import export_artifact
+    from models.finetune import TrainConfig, model_inputs, numeric_scaling
     from models.modeling import TxmonModel
+    from models.numeric import NUMERIC
     from models.scorer import Scorer
     from txmon.sim import SimConfig, simulate
 
     frame = simulate(SimConfig(accounts=300, days=20, seed=3)).frame
     spec = fit_spec(frame)
-    data = replay(frame, spec, 16)
+    tc = TrainConfig()
+    max_len = args.max_len or tc.max_len
+    data = replay(frame, spec, max_len)
     torch.manual_seed(0)
-    model = TxmonModel(TxmonConfig(vocab_sizes=spec.vocab_sizes, max_len=16)).eval()
-    out = Path(tempfile.mkdtemp()) / "artifact"
+    model = TxmonModel(TxmonConfig(
+        vocab_sizes=spec.vocab_sizes, max_len=max_len, hidden_size=tc.hidden_size,
+        num_layers=tc.num_layers, num_heads=tc.num_heads, intermediate_size=tc.intermediate_size,
+        numeric_size=len(NUMERIC) if tc.numeric else 0)).eval()
     rows = np.arange(len(frame))
-    manifest = export_artifact(model, spec, out, "bench", sample_tokens=data.batch(rows[:1024]),
+    if tc.numeric:
+        model.set_numeric_scaling(*numeric_scaling(data, rows))
+    out = Path(tempfile.mkdtemp()) / "artifact"
+    manifest = export_artifact(model, spec, out, "bench", sample_tokens=data.inputs(rows[:1024]),
                                quantize=True)
-    results: dict = {"command": f"bench/bench_scoring.py --threads {args.threads}",
+    results: dict = {"command": f"bench/bench_scoring.py --threads {args.threads}"
+                                + (f" --max-len {args.max_len}" if args.max_len else ""),
                      "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
-                     "model": {"max_len": 16, "hidden_size": 64, "layers": 2,
-                               "fields": len(spec.fields)}}
+                     "model": {"max_len": max_len, "hidden_size": tc.hidden_size,
+                               "layers": tc.num_layers, "fields": len(spec.fields),
+                               "numeric_inputs": model.config.numeric_size}}
     for quantized in (False, True):
         scorer = Scorer.load(out, manifest.artifact_sha256, intra_op_threads=args.threads,
                              quantized=quantized)
         key = "onnx_int8" if quantized else "onnx"
         results["providers"] = scorer.providers
         for b in (1, 256):
-            batch = {"tokens": data.batch(rows[-b:])}
+            batch = data.inputs(rows[-b:])
             sec = _median_seconds(lambda batch=batch, scorer=scorer: scorer.score(batch),
                                   500 if b == 1 else 20)
             results[f"{key}_batch{b}"] = {"ms_per_batch": sec * 1e3, "rows_per_s": b / sec}
     with torch.no_grad():
         for b in (1, 256):
-            x = torch.from_numpy(data.batch(rows[-b:]))
-            sec = _median_seconds(lambda x=x: model(x), 200 if b == 1 else 10)
+            x = model_inputs(model, data, rows[-b:])
+            sec = _median_seconds(lambda x=x: model(*x), 200 if b == 1 else 10)
             results[f"torch_batch{b}"] = {"ms_per_batch": sec * 1e3, "rows_per_s": b / sec}
     for b in (1, 256):
         results[f"onnx_speedup_vs_torch_batch{b}"] = (results[f"torch_batch{b}"]["ms_per_batch"]

@@ -40,13 +40,19 @@ from models.tokenise import FeatureSpec
 
 @dataclass
 class FinetuneConfig:
-    epochs: int = 6
+    """Defaults measured on the simulator (1,000 accounts, 45 days, ~100 known positives): every
+    positive several times per epoch against a small fresh negative sample beats many negatives
+    per epoch (AP 0.46-0.52 vs 0.14-0.32 at equal or higher cost)."""
+
+    epochs: int = 4
     batch_size: int = 256
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     weight_decay: float = 0.01
-    negatives_per_positive: int = 30
+    negatives_per_positive: int = 30  # per positive instance, fresh each epoch
+    positive_repeats: int = 4  # every positive this often per epoch: more signal per epoch
     max_negatives: int = 150_000  # per epoch
-    patience: int = 2
+    patience: int = 2  # epochs without improvement of the smoothed validation AP
+    smoothing: float = 0.5  # weight of the newest epoch in the smoothed validation AP
     val_fraction: float = 0.15
     max_val_rows: int = 100_000
     seed: int = 0
@@ -56,7 +62,7 @@ class FinetuneConfig:
 class TrainConfig:
     """Everything a training run needs; defaults fit a demo-sized frame in a few minutes on 2 cores."""
 
-    max_len: int = 16
+    max_len: int = 8  # with the numeric aggregates, K=8 scored as well as 16 at twice the speed
     hidden_size: int = 64
     num_layers: int = 2
     num_heads: int = 4
@@ -134,18 +140,19 @@ def fit_classifier(model: TxmonModel, data: Replayed, train_idx: np.ndarray, y_t
     neg = train_idx[y_train <= 0.5]
     if len(pos) == 0:
         raise ValueError("no positive labels in the training window: nothing to fine-tune on")
-    n_neg = min(len(neg), config.negatives_per_positive * len(pos), config.max_negatives)
+    repeats = max(int(config.positive_repeats), 1)
+    n_neg = min(len(neg), config.negatives_per_positive * len(pos) * repeats, config.max_negatives)
     rate = n_neg / max(len(neg), 1)
     if len(val_idx) > config.max_val_rows:
         keep = rng.choice(len(val_idx), config.max_val_rows, replace=False)
         val_idx, y_val = val_idx[keep], y_val[keep]
     model.config.logit_offset = 0.0
     opt = torch.optim.AdamW(model.parameters(), lr=config.learning_rate, weight_decay=config.weight_decay)
-    best_ap, best_state, best_epoch, stale = -1.0, None, 0, 0
+    best, best_state, best_epoch, stale, smooth = -math.inf, None, 0, 0, math.nan
     history = []
     for epoch in range(config.epochs):
-        idx = np.concatenate([pos, rng.choice(neg, n_neg, replace=False)])
-        y = np.concatenate([np.ones(len(pos)), np.zeros(n_neg)]).astype(np.float32)
+        idx = np.concatenate([np.tile(pos, repeats), rng.choice(neg, n_neg, replace=False)])
+        y = np.concatenate([np.ones(len(pos) * repeats), np.zeros(n_neg)]).astype(np.float32)
         perm = rng.permutation(len(idx))
         idx, y = idx[perm], y[perm]
         model.train()
@@ -161,18 +168,23 @@ def fit_classifier(model: TxmonModel, data: Replayed, train_idx: np.ndarray, y_t
                 adv(1)
         ap = average_precision(y_val, predict(model, data, val_idx)) if len(val_idx) else math.nan
         history.append(ap)
-        if not (ap <= best_ap):  # nan (no validation) keeps the latest
-            best_ap, best_state, best_epoch, stale = ap, copy.deepcopy(model.state_dict()), epoch + 1, 0
+        # AP over the few positives of a validation window jumps from epoch to epoch; a smoothed
+        # value keeps one lucky early epoch from ending training (and from being kept).
+        smooth = ap if math.isnan(smooth) else config.smoothing * ap + (1 - config.smoothing) * smooth
+        if math.isnan(smooth) or smooth > best:  # nan (no validation) keeps the latest
+            best, best_state, best_epoch, stale = smooth, copy.deepcopy(model.state_dict()), epoch + 1, 0
         else:
             stale += 1
             if stale >= config.patience:
                 break
     if best_state is not None:
         model.load_state_dict(best_state)
-    model.config.logit_offset = float(math.log(rate)) if rate > 0 else 0.0
+    # Scores back on the population's scale: negatives were kept at ``rate``, positives ``repeats``x.
+    model.config.logit_offset = float(math.log(rate / repeats)) if rate > 0 else 0.0
     model.eval()
-    return {"val_average_precision": float(best_ap), "best_epoch": best_epoch,
-            "epochs_run": len(history), "negative_sampling_rate": rate,
+    return {"val_average_precision": float(history[best_epoch - 1]) if best_epoch else math.nan,
+            "val_average_precision_smoothed": float(best), "best_epoch": best_epoch,
+            "epochs_run": len(history), "negative_sampling_rate": rate, "positive_repeats": repeats,
             "train_positives": len(pos), "train_rows": len(train_idx)}
 
 

@@ -26,7 +26,7 @@ class PretrainConfig:
     batch_size: int = 256
     learning_rate: float = 1e-3
     mask_prob: float = 0.15
-    max_rows: int = 100_000  # per epoch; a sample is enough to learn the field structure
+    max_rows: int = 30_000  # per epoch; a sample is enough to learn the field structure
     seed: int = 0
 
 

@@ -47,7 +47,7 @@ def test_backtest_runs_and_transformer_learns_planted_pattern(tmp_path) -> None:
         label_delay="2D", daily_budget=5, top_k=3, artifact_dir=tmp_path / "a",
         train=TrainConfig(min_count=1, threads=1, show_progress=False,
                           pretrain=PretrainConfig(max_rows=2000),
-                          finetune=FinetuneConfig(epochs=6, negatives_per_positive=10)))
+                          finetune=FinetuneConfig(epochs=3, negatives_per_positive=10)))
     scores, report = run(frame, cfg)
     test = frame[frame["event_time"] >= start + pd.Timedelta("16D")]
     assert sorted(scores["tx_id"]) == sorted(test["tx_id"])

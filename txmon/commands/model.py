@@ -64,9 +64,11 @@ def register(app: typer.Typer) -> None:
         train_from: Annotated[datetime | None, typer.Option("--train-from")] = None,
         train_until: Annotated[datetime | None, typer.Option("--train-until")] = None,
         base: Annotated[Path | None, typer.Option(help="fine-tune from this artifact (champion)")] = None,
-        max_len: Annotated[int, typer.Option(help="transactions per sequence (K)")] = 16,
+        max_len: Annotated[int | None, typer.Option(help="transactions per sequence (K); "
+                                                          "default: TrainConfig's")] = None,
         pretrain_epochs: Annotated[int, typer.Option()] = 1,
-        epochs: Annotated[int, typer.Option(help="fine-tuning epochs (early stopped)")] = 6,
+        epochs: Annotated[int | None, typer.Option(help="fine-tuning epochs (early stopped); "
+                                                         "default: FinetuneConfig's")] = None,
         quantize: Annotated[bool, typer.Option(help="also export an int8 graph")] = False,
         threads: Annotated[int, typer.Option(help="torch threads")] = 2,
         seed: Annotated[int, typer.Option()] = 0,
@@ -78,9 +80,11 @@ def register(app: typer.Typer) -> None:
         from txmon.settings import get_settings
 
         frame = _window(_load(file, map_, map_file, label, label_delay), train_from, train_until)
-        cfg = TrainConfig(max_len=max_len, label_delay=label_delay, threads=threads, quantize=quantize,
+        cfg = TrainConfig(label_delay=label_delay, threads=threads, quantize=quantize,
                           pretrain=PretrainConfig(epochs=pretrain_epochs, seed=seed),
-                          finetune=FinetuneConfig(epochs=epochs, seed=seed))
+                          finetune=FinetuneConfig(seed=seed))
+        cfg.max_len = max_len or cfg.max_len
+        cfg.finetune.epochs = epochs or cfg.finetune.epochs
         key = get_settings().signing_key
         signer = HmacSigner(key.get_secret_value().encode()) if key else None
         metrics = finetune(frame, base, out, version, cfg, signer=signer)
@@ -100,24 +104,27 @@ def register(app: typer.Typer) -> None:
         report_out: Annotated[Path, typer.Option("--report-out")] = Path("report.json"),
         budget: Annotated[int, typer.Option(help="alerts per day the team can work")] = 100,
         top_k: Annotated[int, typer.Option(help="k of the top-k precision metrics")] = 20,
-        max_len: Annotated[int, typer.Option(help="transactions per sequence (K)")] = 16,
-        epochs: Annotated[int, typer.Option(help="fine-tuning epochs (early stopped)")] = 6,
+        max_len: Annotated[int | None, typer.Option(help="transactions per sequence (K); "
+                                                          "default: TrainConfig's")] = None,
+        epochs: Annotated[int | None, typer.Option(help="fine-tuning epochs (early stopped); "
+                                                         "default: FinetuneConfig's")] = None,
         threads: Annotated[int, typer.Option()] = 2,
         artifact_out: Annotated[Path | None, typer.Option(help="keep the trained artifact")] = None,
     ) -> None:
         """Train on [T0, T1] with labels known by T1 + delay, replay the test period in time order,
         and compare the transformer with LightGBM and rules."""
         from models.backtest import BacktestConfig, run
-        from models.finetune import FinetuneConfig, TrainConfig
+        from models.finetune import TrainConfig
         from txmon.mapping import parse_duration
 
         frame = _load(file, map_, map_file, label, label_delay)
         delay = parse_duration(label_delay)
+        tc = TrainConfig(threads=threads)
+        tc.max_len = max_len or tc.max_len
+        tc.finetune.epochs = epochs or tc.finetune.epochs
         cfg = BacktestConfig(train_from=train_from, train_until=train_until, test_from=test_from,
                              test_until=test_until, label_delay=str(delay), daily_budget=budget,
-                             top_k=top_k, artifact_dir=artifact_out,
-                             train=TrainConfig(max_len=max_len, threads=threads,
-                                               finetune=FinetuneConfig(epochs=epochs)))
+                             top_k=top_k, artifact_dir=artifact_out, train=tc)
         try:
             scores, report = run(frame, cfg)
         except ValueError as exc:
