@@ -187,6 +187,10 @@ class DriftFeed:
             self._notify("building")
 
     def _build(self, window: _Window, version: str) -> DriftReference:
+        import torch
+
+        # Threshold simulation is minutes of torch work: one core, so ONNX scoring keeps the other.
+        torch.set_num_threads(1)
         emb, features, binary, scores = window.stacked()
         reference = DriftReference.build(emb, features, binary, scores, self.config,
                                          source=f"warm-up: first {window.events} events scored by "
