@@ -9,12 +9,13 @@ Everything it starts (broker, worker, controller) is stopped when it ends, on er
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import threading
 import time
 from collections.abc import Callable
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -69,6 +70,7 @@ class Demo:
         self.stream_thread: threading.Thread | None = None
         self.stream_error: BaseException | None = None
         self.release = threading.Event()
+        self.stopping = threading.Event()
         self.stream_done = threading.Event()
         self.sent = 0
 
@@ -163,7 +165,7 @@ def run(demo: Demo) -> DemoRecord:
             try:
                 _loop(demo, cluster, sup)
             finally:
-                demo.release.set()
+                demo.stopping.set()
                 if demo.stream_thread is not None:
                     demo.stream_thread.join(timeout=30)
                 if demo.collector is not None:
@@ -219,8 +221,11 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
     with demo.step("services") as st:
         metrics_port = free_port()
         sup.env = demo.env_for(TXMON_WORKER__METRICS_PORT=str(metrics_port),
-                               TXMON_WORKER__METRICS_HOST="127.0.0.1")
-        sup.start("worker", "worker", "--instance-id", "demo-1", "--threshold", "0.5")
+                               TXMON_WORKER__METRICS_HOST="127.0.0.1",
+                               TXMON_WORKER__DRIFT_WARMUP_EVENTS=str(plan.drift_warmup_events),
+                               TXMON_WORKER__DRIFT_MONITOR=json.dumps(plan.drift_monitor))
+        sup.start("worker", "worker", "--instance-id", "demo-1",
+                  "--daily-budget", str(plan.daily_alert_budget))
         sup.env = demo.env
         sup.start("controller", "retrain-controller", "--policy", str(_policy_file(demo)))
         st.detail = f"txmon worker (metrics :{metrics_port}), txmon retrain-controller"
@@ -283,23 +288,37 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
 
 
 def _stream(demo: Demo, frame: pd.DataFrame, hold_at: pd.Timestamp) -> None:
-    """Warm-up as fast as possible, live traffic at the plan's rate, holding at ``hold_at``."""
+    """Warm-up as fast as possible, then live traffic in slices of event time: at the plan's rate,
+    slowed to a trickle past ``hold_at`` until the retrained model serves (so the shadow still sees
+    traffic, and traffic is left afterwards to show recovery)."""
     from txmon.replay import Pacing, publish
+
+    def count(n: int) -> None:
+        demo.sent += n
+
+    def send(lo: pd.Timestamp | None, hi: pd.Timestamp | None, pacing: Pacing) -> None:
+        ev, lt = frame["event_time"], frame["label_time"]
+        inside = pd.Series(True, index=frame.index)
+        if lo is not None:
+            inside &= (ev >= lo) | (lt >= lo)
+        if hi is not None:
+            inside &= (ev < hi) | (lt < hi)
+        publish(frame[inside], demo.settings, pacing, window=(lo, hi), progress=count,
+                source="demo", label_source="demo")
 
     try:
         live_start = pd.Timestamp(demo.plan.live_start)
-
-        def count(n: int) -> None:
-            demo.sent += n
-
-        publish(frame, demo.settings, window=(None, live_start), progress=count,
-                source="demo", label_source="demo")
-        publish(frame, demo.settings, Pacing(rate=demo.plan.rate), window=(live_start, hold_at),
-                progress=count, source="demo", label_source="demo")
-        # Hold: the rest of the traffic shows recovery, so it waits for the new model (or the end).
-        demo.release.wait(timeout=max(1.0, demo.remaining()))
-        publish(frame, demo.settings, Pacing(rate=demo.plan.rate), window=(hold_at, None),
-                progress=count, source="demo", label_source="demo")
+        send(None, live_start, Pacing())
+        step = pd.Timedelta(hours=6)
+        end = max(frame["event_time"].max(), frame["label_time"].max()) + pd.Timedelta(seconds=1)
+        t = live_start
+        while t < end:
+            if demo.stopping.is_set():
+                return
+            slow = t >= hold_at and not demo.release.is_set()
+            rate = demo.plan.rate / demo.plan.trickle if slow else demo.plan.rate
+            send(t, t + step, Pacing(rate=rate))
+            t += step
     except BaseException as exc:
         demo.stream_error = exc
     finally:
@@ -356,7 +375,7 @@ def _finish(demo: Demo, failure: BaseException | None) -> None:
     """Fill the record from what was observed, judge it, write the report."""
     rec = demo.record
     plan = demo.plan
-    with demo.step("report") if failure is None else _nullcontext():
+    with demo.step("report") if failure is None else nullcontext():
         if demo.collector is not None:
             f = demo.collector.frame()
             t = demo.collector.snapshot()

@@ -3,8 +3,10 @@
 One simulation covers history and live traffic. History (before ``live_start``) trains the first
 champion with the labels known by then; live traffic is streamed through Kafka, preceded by a short
 warm-up so the worker's per-account state holds the same recent history training saw. The drift is a
-new fraud pattern — account takeover through a wallet channel the champion never saw, cashed out
-abroad — starting a few days into the live period.
+new region: the bank's customers start paying merchants in Lithuania (legitimate, but foreign to the
+champion), and fraudsters take over accounts there — a new fraud pattern in a new place, starting a
+few days into the live period. The champion raises false alerts on the new region and misses the
+new fraud; a model fine-tuned on the labels that arrive afterwards should fix both.
 
 >>> plan = DemoPlan.quick()
 >>> plan.live_start - plan.start
@@ -15,7 +17,7 @@ True
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
 import pandas as pd
@@ -31,26 +33,38 @@ class DemoPlan:
     drift_after_days: float
     warmup_days: int
     seed: int = 7
-    # Transactions per second of live traffic; the stream holds at ``hold_fraction`` of the live
-    # period until the retrained model is serving, so there is traffic left to show recovery.
-    rate: float = 400.0
-    hold_fraction: float = 0.7
+    # Transactions per second of live traffic; past ``hold_fraction`` of the live period the stream
+    # slows to rate / trickle until the retrained model is serving, so the shadow still sees
+    # traffic and there is traffic left to show recovery.
+    rate: float = 150.0
+    hold_fraction: float = 0.6
+    trickle: float = 6.0
     pretrain_epochs: int = 1
     finetune_epochs: int = 3
-    drift_rate: float = 150.0  # incidents per 1,000 accounts per 30 days
+    drift_rate: float = 300.0  # incidents per 1,000 accounts per 30 days
+    region_share: float = 0.2  # of everyday card payments that move to the new region
     daily_alert_budget: int = 40
+    # Drift detectors sized for a demo: the champion's first events (the warm-up traffic) are its
+    # reference; an expected run time of 150,000 events between false alarms is ten times the live
+    # traffic, and blocks of 100 events keep detection within a few hundred events of the change.
+    drift_warmup_events: int = 4000
+    drift_monitor: dict[str, object] = field(default_factory=lambda: {
+        "ert_events": 150_000, "block_events": 100, "reference_blocks": 40, "cvm_windows": [3, 6],
+        "lsdd_window": 4, "bootstrap_factor": 3})
     # A safety net, not the target: a stage still waiting after this fails the demo.
     timeout_s: float = 900.0
 
     @classmethod
     def quick(cls) -> DemoPlan:
         return cls(accounts=600, history_days=28, live_days=12, drift_after_days=3, warmup_days=4,
-                   rate=500.0, pretrain_epochs=1, finetune_epochs=2, timeout_s=600.0)
+                   rate=150.0, pretrain_epochs=1, finetune_epochs=2, daily_alert_budget=20,
+                   timeout_s=600.0)
 
     @classmethod
     def default(cls) -> DemoPlan:
         return cls(accounts=1500, history_days=45, live_days=21, drift_after_days=5, warmup_days=7,
-                   rate=400.0, pretrain_epochs=2, finetune_epochs=4, timeout_s=1500.0)
+                   rate=250.0, pretrain_epochs=2, finetune_epochs=4, daily_alert_budget=40,
+                   drift_warmup_events=10_000, timeout_s=1500.0)
 
     @property
     def start(self) -> datetime:
@@ -67,14 +81,15 @@ class DemoPlan:
         return self.live_start + timedelta(days=self.drift_after_days)
 
     def sim_config(self) -> SimConfig:
-        drift = DriftEvent(name="ato-wave-via-wallets", kind="fraud_pattern",
-                           start=self.drift_start, scenario="account_takeover",
-                           rate=self.drift_rate, channel="wallet", country="RO")
+        region = DriftEvent(name="new-region-LT", kind="new_region", start=self.drift_start,
+                            country="LT", share=self.region_share)
+        fraud = DriftEvent(name="ato-wave-in-LT", kind="fraud_pattern", start=self.drift_start,
+                           scenario="account_takeover", rate=self.drift_rate, country="LT")
         # Labels arrive within days, not weeks, so the loop closes inside a demo.
         labels = LabelConfig(unlabelled_share=0.1, chargeback_days=(0.5, 3.0),
                              legit_days=(0.5, 3.0), aml_days=(2.0, 6.0))
         return SimConfig(accounts=self.accounts, days=self.history_days + self.live_days,
-                         seed=self.seed, start=self.start, drift=(drift,), labels=labels)
+                         seed=self.seed, start=self.start, drift=(region, fraud), labels=labels)
 
 
 def split(frame: pd.DataFrame, plan: DemoPlan) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
