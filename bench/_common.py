@@ -68,6 +68,15 @@ def private_broker(heap: str = "768m") -> Iterator[tuple[str, Path]]:
             cluster.down()
 
 
+def broker_pids(home: Path) -> list[int]:
+    """Process ids of the broker(s) :func:`private_broker` started under ``home``."""
+    pids = []
+    for f in sorted((Path(home) / "kafka" / "cluster").glob("node-*/kafka.pid")):
+        with contextlib.suppress(ValueError, OSError):
+            pids.append(int(f.read_text().strip()))
+    return pids
+
+
 def create_topics(bootstrap: str, names: list[str], partitions: int) -> None:
     from kafka import KafkaAdminClient
     from kafka.admin import NewTopic
