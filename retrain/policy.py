@@ -115,10 +115,9 @@ def parse_policy(text: str) -> Policy:
     return Policy.model_validate({**data, "source_sha256": hashlib.sha256(text.encode()).hexdigest()})
 
 
+POLICY_FILE = resources.files("retrain").joinpath("policy.yaml")
+
+
 def load_policy(path: Path | None = None) -> Policy:
     """The policy at ``path``, or the one shipped with txmon."""
-    if path is None:
-        text = resources.files("retrain").joinpath("policy.yaml").read_text()
-    else:
-        text = Path(path).read_text()
-    return parse_policy(text)
+    return parse_policy((POLICY_FILE if path is None else Path(path)).read_text())
