@@ -36,6 +36,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--max-len", type=int, default=None)
+    ap.add_argument("--spin", action="store_true", help="busy-waiting ORT threads (the old default)")
     ap.add_argument("--out", default="bench/results/scoring.json")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -66,14 +67,15 @@ def main() -> None:
     manifest = export_artifact(model, spec, out, "bench", sample_tokens=data.inputs(rows[:1024]),
                                quantize=True)
     results: dict = {"command": f"bench/bench_scoring.py --threads {args.threads}"
-                                + (f" --max-len {args.max_len}" if args.max_len else ""),
+                                + (f" --max-len {args.max_len}" if args.max_len else "")
+                                + (" --spin" if args.spin else ""),
                      "cpu_count": os.cpu_count(), "load_average_at_start": os.getloadavg(),
                      "model": {"max_len": max_len, "hidden_size": tc.hidden_size,
                                "layers": tc.num_layers, "fields": len(spec.fields),
                                "numeric_inputs": model.config.numeric_size}}
     for quantized in (False, True):
         scorer = Scorer.load(out, manifest.artifact_sha256, intra_op_threads=args.threads,
-                             quantized=quantized)
+                             quantized=quantized, spin=args.spin)
         key = "onnx_int8" if quantized else "onnx"
         results["providers"] = scorer.providers
         for b in (1, 256):
