@@ -40,12 +40,14 @@ import sys
 import tempfile
 import time
 from dataclasses import dataclass
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench._common import (
+    ROOT,
     CpuMeter,
     broker_pids,
     command_line,
@@ -72,15 +74,25 @@ class Payload:
 
 # -- inputs ----------------------------------------------------------------------------------------
 
-def simulated_frame(rows: int, seed: int) -> Any:
-    """At least ``rows`` simulated transactions in event-time order (about 2 per account-day)."""
+HISTORY_DAYS = 15  # about 33 transactions per account: past the 32 records an account state keeps
+
+
+def simulated_frame(measured: int, seed: int) -> tuple[Any, int]:
+    """Simulated transactions in event-time order and where the measured part starts.
+
+    The first :data:`HISTORY_DAYS` days are history: every process under test works through them
+    before the measured ``measured`` rows, so account states have their production size (full
+    history, changelog records as big as they get) while it is measured. The days after serve the
+    paced runs.
+    """
     from txmon.sim import SimConfig, simulate
 
-    accounts = max(50, rows // 50)
-    frame = simulate(SimConfig(accounts=accounts, days=30, seed=seed)).frame
-    if len(frame) < rows:
-        raise SystemExit(f"the simulator gave {len(frame)} rows; {rows} needed")
-    return frame
+    # The simulator makes about 2.2 transactions per account-day.
+    accounts = max(50, int(measured / (2.2 * HISTORY_DAYS)))
+    frame = simulate(SimConfig(accounts=accounts, days=3 * HISTORY_DAYS, seed=seed)).frame
+    history = int((frame["event_time"] < frame["event_time"].min().normalize()
+                   + timedelta(days=HISTORY_DAYS)).sum())
+    return frame, history
 
 
 def payloads(frame: Any, start: int, n: int) -> tuple[list[Any], list[Payload]]:
@@ -118,7 +130,8 @@ def build_artifact(frame: Any, out_dir: Path) -> Path:
 
 # -- limit 1: scoring alone ------------------------------------------------------------------------
 
-def measure_scoring(artifact: Path, txs: list[Any], batch_size: int, alert_rate: float) -> dict[str, Any]:
+def measure_scoring(artifact: Path, history: list[Any], txs: list[Any], batch_size: int,
+                    alert_rate: float) -> dict[str, Any]:
     """Encode (with each account's history) + score in micro-batches, single-threaded ONNX."""
     import numpy as np
 
@@ -128,6 +141,8 @@ def measure_scoring(artifact: Path, txs: list[Any], batch_size: int, alert_rate:
     scorer = Scorer.load(artifact, intra_op_threads=1)
     enc = scorer.encoder
     states: dict[str, Any] = {}
+    for tx in history:  # untimed: account states as the worker has them when the measure starts
+        features.update_account_state(states.setdefault(tx.account_id, features.new_account_state()), tx)
     scores: list[np.ndarray] = []
     encode_s = score_s = encode_cpu = score_cpu = 0.0
     for i in range(0, len(txs), batch_size):
@@ -193,61 +208,50 @@ def _committed_consumer(settings: Any, topic: str) -> Any:
                             enable_auto_commit=False, fetch_max_wait_ms=50)
 
 
-async def watch_drain(settings: Any, topic: str, n: int, proc: Any, timeout: float,
+async def watch_drain(settings: Any, topic: str, history: int, n: int, proc: Any, timeout: float,
                       broker: list[int]) -> dict[str, Any]:
-    """Count committed records on ``topic`` until ``n``; throughput and CPU of ``proc`` and of the
-    broker meanwhile."""
+    """Count committed records on ``topic`` until ``history + n``; throughput, and CPU of ``proc``
+    and of the broker, over the steady middle of the measured part: outputs ``history + 10% n``
+    to ``history + 90% n`` (start-up, history and the last partial batches left out)."""
     consumer = _committed_consumer(settings, topic)
     await consumer.start()
-    timeline: list[tuple[float, int]] = []
-    cpu = CpuMeter(proc.pid)
-    broker_cpu = [CpuMeter(pid) for pid in broker]
-    got = 0
+    meters = [CpuMeter(proc.pid), *(CpuMeter(pid) for pid in broker)]
+    lo, hi, total = history + n // 10, history + n * 9 // 10, history + n
+    t_lo = t_hi = None
+    got = got_lo = got_hi = 0
+    first = None
     deadline = time.monotonic() + timeout
     try:
-        while got < n and time.monotonic() < deadline:
+        while got < total and time.monotonic() < deadline:
             if proc.poll() is not None:
                 raise RuntimeError(f"the measured process exited with {proc.returncode}")
             batches = await consumer.getmany(timeout_ms=200)
-            k = sum(len(v) for v in batches.values())
-            if k:
-                if not timeline:
-                    for m in (cpu, *broker_cpu):
-                        m.start()
-                got += k
-                timeline.append((time.monotonic(), got))
-        if timeline:
-            for m in (cpu, *broker_cpu):
-                m.stop()
+            got += sum(len(v) for v in batches.values())
+            now = time.monotonic()
+            if got and first is None:
+                first = now
+            if t_lo is None and got >= lo:
+                t_lo, got_lo = now, got
+                for m in meters:
+                    m.start()
+            if t_hi is None and got >= hi:
+                t_hi, got_hi = now, got
+                for m in meters:
+                    m.stop()
     finally:
         await consumer.stop()
-    return summarise_drain(timeline, n, cpu, broker_cpu)
-
-
-def summarise_drain(timeline: list[tuple[float, int]], n: int, cpu: CpuMeter,
-                    broker_cpu: list[CpuMeter]) -> dict[str, Any]:
-    """Throughput over the whole drain and over its steady middle (10%..90% of ``n``)."""
-    if not timeline:
-        return {"outputs": 0, "complete": False}
-
-    def at(share: float) -> float:
-        return next(t for t, c in timeline if c >= share * n) if timeline[-1][1] >= share * n \
-            else timeline[-1][0]
-
-    got = timeline[-1][1]
-    span = timeline[-1][0] - timeline[0][0]
-    steady = at(0.9) - at(0.1)
-    # CPU is metered from the first committed output on: per transaction over what came after it.
-    metered = got - timeline[0][1]
+    if t_lo is None or t_hi is None or t_hi <= t_lo:
+        return {"outputs": got, "complete": False}
+    cpu, broker_cpu = meters[0], meters[1:]
+    steady, counted = t_hi - t_lo, got_hi - got_lo
     broker_seconds = sum(m.cpu for m in broker_cpu)
-    return {"outputs": got, "complete": got >= n, "seconds": round(span, 2),
-            "throughput_per_s": round(got / span) if span else None,
-            "steady_throughput_per_s": round(0.8 * n / steady) if steady > 0 and got >= n else None,
-            "cpu_cores": round(cpu.cores, 2), "cpu_seconds": round(cpu.cpu, 2),
-            "cpu_us_per_tx": round(cpu.cpu / metered * 1e6, 1) if metered else None,
-            "per_core_capacity_per_s": round(metered / cpu.cpu) if cpu.cpu else None,
-            "broker_cpu_cores": round(broker_seconds / span, 2) if span else None,
-            "broker_cpu_us_per_tx": round(broker_seconds / metered * 1e6, 1) if metered else None}
+    return {"history": history, "measured": n, "outputs": got, "complete": got >= total,
+            "seconds_to_drain_all": round(now - first, 1) if first else None,
+            "steady_seconds": round(steady, 2), "steady_throughput_per_s": round(counted / steady),
+            "cpu_cores": round(cpu.cores, 2), "cpu_us_per_tx": round(cpu.cpu / counted * 1e6, 1),
+            "per_core_capacity_per_s": round(counted / cpu.cpu) if cpu.cpu else None,
+            "broker_cpu_cores": round(broker_seconds / steady, 2),
+            "broker_cpu_us_per_tx": round(broker_seconds / counted * 1e6, 1)}
 
 
 # -- limit 2: Kafka alone (runs in a child process) ------------------------------------------------
@@ -304,14 +308,14 @@ def start_relay(settings: Any, args: argparse.Namespace, log: Path) -> Any:
     return spawn([sys.executable, str(Path(__file__).resolve()), "_relay"], env, log)
 
 
-def measure_relay(bootstrap: str, work: Path, items: list[Payload],
+def measure_relay(bootstrap: str, work: Path, history: list[Payload], items: list[Payload],
                   args: argparse.Namespace) -> dict[str, Any]:
     s = settings_for(bootstrap, "relay.", work / "relay-home", args.partitions)
-    preload(s, items)
+    preload(s, history + items)
     proc = start_relay(s, args, args.logs / "relay.log")
     try:
-        out = asyncio.run(watch_drain(s, s.topic("scores"), len(items), proc, args.timeout,
-                                     broker_pids(work)))
+        out = asyncio.run(watch_drain(s, s.topic("scores"), len(history), len(items), proc,
+                                      args.timeout, broker_pids(work)))
     finally:
         kill(proc, signal.SIGTERM)
     return {"transactional": True, "batch_size": args.batch_size, "max_wait_ms": args.max_wait_ms,
@@ -337,28 +341,36 @@ def start_worker(settings: Any, artifact: Path, threshold: float, args: argparse
 
 
 def measure_worker_drain(bootstrap: str, work: Path, artifact: Path, threshold: float,
-                         items: list[Payload], args: argparse.Namespace,
+                         history: list[Payload], items: list[Payload], args: argparse.Namespace,
                          profile: Path | None = None) -> dict[str, Any]:
     name = "profile" if profile else "drain"
     s = settings_for(bootstrap, f"{name}.", work / f"{name}-home", args.partitions)
-    preload(s, items)
+    preload(s, history + items)
     proc = start_worker(s, artifact, threshold, args, args.logs / f"worker-{name}.log", profile)
     try:
-        out = asyncio.run(watch_drain(s, s.topic("scores"), len(items), proc, args.timeout,
-                                     broker_pids(work)))
+        out = asyncio.run(watch_drain(s, s.topic("scores"), len(history), len(items), proc,
+                                      args.timeout, broker_pids(work)))
     finally:
         kill(proc, signal.SIGTERM, wait=60)
     return {"batch_size": args.batch_size, "max_wait_ms": args.max_wait_ms, **out}
 
 
-def hot_spots(profile: Path, top: int = 25) -> list[dict[str, Any]]:
-    """The functions the profiled worker spent most of its own time in."""
+def hot_spots(profile: Path, top: int = 25) -> dict[str, list[dict[str, Any]]]:
+    """Where the profiled worker spent its time: by own time (all code), and by cumulative time
+    (txmon's own modules only, so the stages of a batch show)."""
     import pstats
 
     stats = pstats.Stats(str(profile)).stats  # type: ignore[attr-defined]
-    rows = sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]
-    return [{"function": f"{Path(f).name}:{line}({fn})", "calls": nc, "own_s": round(tt, 3),
-             "cumulative_s": round(ct, 3)} for (f, line, fn), (_, nc, tt, ct, _) in rows]
+
+    def rows(items: Any) -> list[dict[str, Any]]:
+        return [{"function": f"{Path(f).parent.name}/{Path(f).name}:{line}({fn})", "calls": nc,
+                 "own_s": round(tt, 3), "cumulative_s": round(ct, 3)}
+                for (f, line, fn), (_, nc, tt, ct, _) in items]
+
+    ours = [kv for kv in stats.items() if str(ROOT) in kv[0][0] and "/.venv/" not in kv[0][0]]
+    return {"by_own_time": rows(sorted(stats.items(), key=lambda kv: kv[1][2], reverse=True)[:top]),
+            "txmon_by_cumulative_time":
+                rows(sorted(ours, key=lambda kv: kv[1][3], reverse=True)[:top])}
 
 
 async def paced_run(settings: Any, warmup: list[Payload], items: list[Payload], rate: float,
@@ -449,6 +461,25 @@ def measure_latency(bootstrap: str, work: Path, name: str, start: Any, warmup: l
 
 # -- the run ---------------------------------------------------------------------------------------
 
+def model_sizes() -> dict[str, int]:
+    from models.finetune import TrainConfig
+
+    tc = TrainConfig()
+    return {k: getattr(tc, k) for k in ("max_len", "hidden_size", "num_layers", "num_heads",
+                                        "intermediate_size")}
+
+
+def code_version() -> dict[str, Any]:
+    """The commit measured and whether the code under test had uncommitted changes (a shared tree)."""
+    import subprocess
+
+    def git(*a: str) -> str:
+        return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+
+    dirty = git("status", "--porcelain", "--", "models", "streams", "txmon").splitlines()
+    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": [d[3:] for d in dirty]}
+
+
 def attempt(phase: Any) -> dict[str, Any]:
     """A later phase's result, or what stopped it: one failed phase keeps the others' figures."""
     try:
@@ -506,37 +537,35 @@ def main() -> None:
     t_start = time.monotonic()
     with private_broker() as (bootstrap, work):
         with console.status("simulating transactions"):
-            frame = simulated_frame(n + warm_n + 60_000 if not args.quick else n + warm_n + 30_000,
-                                    args.seed)
-            txs, items = payloads(frame, 0, n)
+            frame, h = simulated_frame(n, args.seed)
+            hist_txs, history = payloads(frame, 0, h)
+            txs, items = payloads(frame, h, n)
+            per_account = round((h + n) / frame.iloc[:h + n]["account_id"].nunique(), 1)
+        console.log(f"{h} history + {n} measured transactions ({per_account} per account)")
         artifact = args.model
         if artifact is None:
             with console.status("exporting the benchmark model"):
                 artifact = build_artifact(frame.iloc[:n], work / "artifact")
         with console.status("limit 1: scoring alone"):
-            scoring = measure_scoring(artifact, txs, args.batch_size, args.alert_rate)
+            scoring = measure_scoring(artifact, hist_txs, txs, args.batch_size, args.alert_rate)
         console.log(f"scoring alone: {scoring['encode_and_score_per_s']}/s encode+score, "
                     f"{scoring['score_only_per_s']}/s score only")
         threshold = scoring["threshold_for_alert_rate"]
         with console.status("limit 2: transactional Kafka relay"):
-            relay = measure_relay(bootstrap, work, items, args)
+            relay = measure_relay(bootstrap, work, history, items, args)
         console.log(f"kafka relay: {relay.get('steady_throughput_per_s')}/s steady")
         with console.status("worker: draining a pre-loaded topic"):
-            drain = measure_worker_drain(bootstrap, work, artifact, threshold, items, args)
+            drain = measure_worker_drain(bootstrap, work, artifact, threshold, history, items, args)
         console.log(f"worker drain: {drain.get('steady_throughput_per_s')}/s steady")
-        max_rate = drain.get("steady_throughput_per_s") or drain.get("throughput_per_s") or 100
+        max_rate = drain.get("steady_throughput_per_s") or 100
         rate = 0.5 * max_rate
-        paced_n = int(rate * latency_s)
-        available = len(frame) - n - warm_n
-        if paced_n > available:
-            paced_n = available
-        warm_txs, warm = payloads(frame, n, warm_n)
-        _, paced_items = payloads(frame, n + warm_n, paced_n)
-        del warm_txs
+        paced_n = min(int(rate * latency_s), len(frame) - h - n - warm_n)
+        _, warm = payloads(frame, h + n, warm_n)
+        _, paced_items = payloads(frame, h + n + warm_n, paced_n)
         with console.status(f"worker: paced at {rate:.0f}/s for {paced_n / rate:.0f} s"):
             paced = attempt(lambda: measure_latency(
                 bootstrap, work, "paced", lambda s, log: start_worker(s, artifact, threshold, args, log),
-                warm, paced_items, rate, args))
+                history + warm, paced_items, rate, args))
         console.log(f"worker at {rate:.0f}/s: e2e {paced.get('e2e_latency_ms', paced)}")
         # The same paced load through the relay: the latency the machine and broker alone allow.
         control_items = paced_items[: max(1, len(paced_items) // 2)]
@@ -550,7 +579,7 @@ def main() -> None:
             with console.status("worker under cProfile: draining again"):
                 # A slice is enough for where the time goes; cProfile slows the worker down a lot.
                 profiled = attempt(lambda: measure_worker_drain(
-                    bootstrap, work, artifact, threshold, items[:15_000], args,
+                    bootstrap, work, artifact, threshold, history, items[:10_000], args,
                     profile=work / "worker.prof"))
                 profile = (hot_spots(work / "worker.prof") if (work / "worker.prof").is_file()
                            else profiled)
@@ -561,11 +590,14 @@ def main() -> None:
         "command": command_line(),
         "what": "txmon worker (streams/worker.py) end to end on a private one-node Kafka 4.1, "
                 "against scoring alone and a transactional Kafka relay alone, same run",
-        "parameters": {"transactions": n, "latency_seconds": latency_s, "batch_size": args.batch_size,
+        "parameters": {"transactions": n, "history_transactions": h,
+                       "transactions_per_account": per_account, "latency_seconds": latency_s,
+                       "batch_size": args.batch_size,
                        "max_wait_ms": args.max_wait_ms, "partitions": args.partitions,
                        "alert_rate": args.alert_rate, "alert_threshold": round(threshold, 6),
                        "model": str(args.model) if args.model else
-                       "untrained, TrainConfig sizes (max_len 16, hidden 64, 2 layers), built here"},
+                       f"untrained, built here with TrainConfig sizes {model_sizes()}"},
+        "code": code_version(),
         "limit_scoring_alone": scoring,
         "limit_kafka_relay_alone": relay,
         "worker_max_rate": drain,
