@@ -33,7 +33,7 @@ from retrain.audit import AuditLog
 from retrain.policy import ControllerPolicy
 from txmon.contracts import Drift, Label
 
-Outcome = Literal["ignore", "watch", "retrain", "held"]
+Outcome = Literal["ignore", "watch", "retrain", "held", "deferred"]
 
 
 @dataclass(frozen=True)
@@ -49,6 +49,9 @@ class ControllerState:
     job_starts: list[datetime] = field(default_factory=list)  # of drift-triggered and manual jobs
     last_drift_job: datetime | None = None
     new_labels: int = 0  # arrived since the last job started
+    # A drift-triggered job waiting for labels of the drifted world (policy.labels_after_drift).
+    pending: dict[str, Any] | None = None
+    pending_labels: int = 0
 
     def jobs_in_last_day(self, now: datetime) -> int:
         return sum(1 for t in self.job_starts if now - t < timedelta(days=1))
@@ -65,7 +68,8 @@ class ControllerState:
         return cls(job_starts=[datetime.fromisoformat(t) for t in d.get("job_starts", [])],
                    last_drift_job=(datetime.fromisoformat(d["last_drift_job"])
                                    if d.get("last_drift_job") else None),
-                   new_labels=int(d.get("new_labels", 0)))
+                   new_labels=int(d.get("new_labels", 0)), pending=d.get("pending"),
+                   pending_labels=int(d.get("pending_labels", 0)))
 
 
 def decide(scope: str, severity: str, policy: ControllerPolicy, state: ControllerState,
@@ -154,6 +158,16 @@ class Controller:
 
     def on_label(self, label: Label) -> None:
         self.state.new_labels += 1
+        if self.state.pending is None:
+            return
+        self.state.pending_labels += 1
+        if self.state.pending_labels >= self.policy.labels_after_drift and not self.job_running:
+            trigger = self.state.pending | {"labels_after_drift": self.state.pending_labels}
+            self.state.pending, self.state.pending_labels = None, 0
+            self.audit.append("decision", actor="controller", action="retrain",
+                              reason=f"{trigger['labels_after_drift']} labels arrived after the "
+                                     "drift", trigger=trigger)
+            self._start(trigger, self.clock(), drift=True)
 
     def _merge_from_disk(self) -> None:
         """Another process (``txmon retrain``) may have started a job: take its starts into account."""
@@ -173,9 +187,19 @@ class Controller:
                    "threshold": event.threshold, "detected_at": event.detected_at.isoformat(),
                    "champion_version": event.champion_version,
                    "evidence": [e.feature for e in event.evidence][:20]}
+        deferred = decision.action == "retrain" and self.policy.labels_after_drift > 0
+        if deferred and self.state.pending is not None:
+            decision = Decision("held", "held: a drift-triggered job is already waiting for labels")
+        elif deferred:
+            decision = Decision("deferred", f"deferred until {self.policy.labels_after_drift} labels "
+                                            "have arrived after the drift")
         self.audit.append("decision", actor="controller", action=decision.action,
                           reason=decision.reason, trigger=trigger)
-        if decision.action == "retrain":
+        if decision.action == "deferred":
+            self.state.pending, self.state.pending_labels = trigger, 0
+            # Counts as the drift job for the cooldown, so a lasting drift queues nothing more.
+            self.state.last_drift_job = now
+        elif decision.action == "retrain":
             self._start(trigger, now, drift=True)
         self.save()
         return decision

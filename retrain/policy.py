@@ -44,6 +44,9 @@ class ControllerPolicy(_Strict):
     cooldown_hours: float = Field(24, ge=0)
     max_jobs_per_day: int = Field(2, ge=0)
     min_new_labels: int = Field(200, ge=0)
+    # Labels arrive late: a drift-triggered job waits until this many labels have arrived *after*
+    # the drift, so its snapshot holds labelled examples of the drifted world (0: start at once).
+    labels_after_drift: int = Field(0, ge=0)
     max_job_minutes: float = Field(240, gt=0)  # a job running longer is killed
 
     def action_for(self, scope: str, severity: str) -> Action:

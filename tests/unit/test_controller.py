@@ -187,3 +187,29 @@ def test_a_hung_job_is_killed_after_the_policy_limit(setup) -> None:
     assert ctl.tick() == -1 and launcher.jobs[-1].code == -9 and not ctl.job_running
     last = list(ctl.audit.entries())[-1]["details"]
     assert last["outcome"] == "timed_out"
+
+
+def test_drift_job_waits_for_labels_of_the_drifted_world_and_survives_restart(tmp_path: Path) -> None:
+    policy = POLICY.model_copy(update={"labels_after_drift": 5})
+    clock, launcher = Clock(), FakeLauncher()
+    ctl = Controller(policy, AuditLog(tmp_path / "audit.jsonl"), launcher, tmp_path / "s.json",
+                     clock=clock)
+    feed_labels(ctl, 10)
+    assert ctl.on_drift(drift()).action == "deferred"
+    assert ctl.on_drift(drift()).action == "held" and launcher.started == []
+    feed_labels(ctl, 3)
+    ctl.save()  # as the service does after each consumed batch
+    # A restart keeps the pending job and how many labels it has seen.
+    ctl = Controller(policy, AuditLog(tmp_path / "audit.jsonl"), launcher, tmp_path / "s.json",
+                     clock=clock)
+    feed_labels(ctl, 1)
+    assert launcher.started == []
+    feed_labels(ctl, 1)
+    assert len(launcher.started) == 1
+    assert launcher.started[0]["labels_after_drift"] == 5 and launcher.started[0]["kind"] == "drift"
+    feed_labels(ctl, 20)
+    assert len(launcher.started) == 1, "one drift, one job"
+    assert verify(tmp_path / "audit.jsonl").ok
+    log = AuditLog(tmp_path / "audit.jsonl")
+    actions = [e["details"]["action"] for e in log.entries() if e["kind"] == "decision"]
+    assert actions == ["deferred", "held", "retrain"]
