@@ -111,3 +111,19 @@ def test_state_is_bounded_and_json() -> None:
     assert "acc0" not in json.dumps(state)  # no raw identifiers
     assert collate([FeatureEncoder(fit_spec(frame, 1), 6).encode(state, to_transaction(row), None)]
                    )["tokens"].shape == (1, 6, 20)
+
+
+def test_numeric_inputs_log_heavy_tails_and_flag_missing() -> None:
+    from models.baselines import AGGREGATES
+    from models.numeric import numeric_inputs
+
+    agg = np.zeros((2, len(AGGREGATES)), np.float32)
+    agg[0, AGGREGATES.index("amount")] = 1e6
+    agg[0, AGGREGATES.index("rel_amount")] = np.nan  # first transactions: no usual amount yet
+    agg[1, AGGREGATES.index("rel_amount")] = 1.5
+    x = numeric_inputs(agg)
+    col = {n: i for i, n in enumerate(NUMERIC)}
+    assert x[0, col["amount"]] == pytest.approx(np.log1p(1e6))
+    assert x[0, col["rel_amount"]] == 0.0 and x[0, col["rel_amount_missing"]] == 1.0
+    assert x[1, col["rel_amount"]] == 1.5 and x[1, col["rel_amount_missing"]] == 0.0
+    assert not any(n.endswith("_code") for n in NUMERIC)  # hashed categories stay tokens
