@@ -55,7 +55,8 @@ def handle(controller: Controller, topic: str, label_topic: str, value: bytes | 
 
 async def serve_async(settings: Any, controller: Controller, stop: threading.Event,
                       on_decision: Callable[[Drift, Decision], None] = lambda _e, _d: None,
-                      poll_ms: int = 1000, offset_reset: str = "latest") -> None:
+                      poll_ms: int = 1000, offset_reset: str = "latest",
+                      watch: Any = None) -> None:
     from aiokafka import AIOKafkaConsumer
 
     drift_topic, label_topic = settings.topic("drift"), settings.topic("labels")
@@ -71,6 +72,11 @@ async def serve_async(settings: Any, controller: Controller, stop: threading.Eve
                 for r in records:
                     handle(controller, tp.topic, label_topic, r.value, on_decision)
             controller.tick()
+            if watch is not None:
+                try:  # a shadow check that fails must not stop the controller
+                    await asyncio.to_thread(watch.check)
+                except Exception:
+                    log.exception("shadow check failed; will retry")
             if batch:
                 controller.save()
                 await consumer.commit()
@@ -81,7 +87,9 @@ async def serve_async(settings: Any, controller: Controller, stop: threading.Eve
 
 def serve(settings: Any, controller: Controller, stop: threading.Event | None = None,
           on_decision: Callable[[Drift, Decision], None] = lambda _e, _d: None,
-          poll_ms: int = 1000, offset_reset: str = "latest") -> None:
-    """Run until ``stop`` is set (blocking; run it in a thread to stop it from outside)."""
+          poll_ms: int = 1000, offset_reset: str = "latest", watch: Any = None) -> None:
+    """Run until ``stop`` is set (blocking; run it in a thread to stop it from outside).
+    ``watch`` (a :class:`retrain.shadow_watch.ShadowWatch`) records shadow gates as evidence
+    arrives."""
     asyncio.run(serve_async(settings, controller, stop or threading.Event(), on_decision, poll_ms,
-                            offset_reset))
+                            offset_reset, watch))

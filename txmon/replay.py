@@ -93,8 +93,9 @@ class _Producer:
                                 max_in_flight_requests_per_connection=5)
         self.errors: list[BaseException] = []
 
-    def send(self, topic: str, key: str | None, value: bytes) -> None:
-        fut = self._p.send(topic, key=key.encode() if key else None, value=value)
+    def send(self, topic: str, key: str | None, value: bytes, timestamp: Any = None) -> None:
+        ms = None if timestamp is None else int(pd.Timestamp(timestamp).timestamp() * 1000)
+        fut = self._p.send(topic, key=key.encode() if key else None, value=value, timestamp_ms=ms)
         fut.add_errback(self.errors.append)
 
     def close(self) -> None:
@@ -115,6 +116,9 @@ def publish(frame: pd.DataFrame, settings: Settings, pacing: Pacing = Pacing(), 
     goes to the dead-letter topic with its line too. ``progress(n)`` is called per transaction.
     ``window=(lo, hi)`` sends only what happens in [lo, hi): transactions by event time, labels by
     label time — so a stream can be published in phases without a label arriving early.
+    Each record's Kafka timestamp is the time it happened (event time, label time): time-range
+    reads (training snapshots) then line up with event time. Replaying history older than the
+    topics' retention needs a longer retention (``TXMON_TOPICS__RETENTION_MS``).
     """
     lo, hi = (None if w is None else pd.Timestamp(w) for w in window)
     report = PublishReport()
@@ -141,7 +145,7 @@ def publish(frame: pd.DataFrame, settings: Settings, pacing: Pacing = Pacing(), 
                     continue
                 label = to_label(row, label_source)
                 if label is not None:
-                    producer.send(label_topic, label.account_id, label.to_bytes())
+                    producer.send(label_topic, label.account_id, label.to_bytes(), label.label_time)
                     report.labels += 1
                 continue
             _wait(pacing, report.transactions, row["event_time"], first, t_start, sleep)
@@ -156,7 +160,7 @@ def publish(frame: pd.DataFrame, settings: Settings, pacing: Pacing = Pacing(), 
                 report.rejected.append(b)
                 refused.add(pos)
                 continue
-            producer.send(tx_topic, tx.account_id, tx.to_bytes())
+            producer.send(tx_topic, tx.account_id, tx.to_bytes(), tx.event_time)
             report.transactions += 1
             if progress:
                 progress(1)

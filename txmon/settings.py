@@ -93,7 +93,9 @@ class TopicSettings(BaseModel):
     prefix: str = "txmon."
     partitions: int = Field(6, ge=1)
     replication_factor: int = Field(1, ge=1)
-    retention_ms: int = 14 * 24 * 3600 * 1000
+    # Longer than retrain's snapshot window (28 days) plus label delays: a snapshot must find the
+    # start of its window on the topic.
+    retention_ms: int = 42 * 24 * 3600 * 1000
     dlq_retention_ms: int = 30 * 24 * 3600 * 1000
 
 

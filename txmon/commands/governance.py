@@ -75,8 +75,12 @@ def retrain_controller(policy: PolicyOpt = None) -> None:
     console.print(f"retrain controller: policy {pol.source_sha256[:12]}, cooldown "
                   f"{pol.controller.cooldown_hours:g} h, ≤{pol.controller.max_jobs_per_day} jobs/day, "
                   f"≥{pol.controller.min_new_labels} new labels; audit {ctl.audit.path}")
+    from retrain.shadow_watch import ShadowWatch
+
+    gov = _governance(policy)
+    watch = ShadowWatch(s, lambda: gov)
     with contextlib.suppress(KeyboardInterrupt):
-        serve(s, ctl, stop, on_decision=show)
+        serve(s, ctl, stop, on_decision=show, watch=watch)
     console.print("controller stopped")
 
 

@@ -31,7 +31,7 @@ from txmon.demo.collector import Collector, Truth, buckets, precision_at_budget
 from txmon.demo.report import DemoRecord, Stage, render
 from txmon.demo.scenario import DemoPlan, split
 from txmon.demo.supervisor import Supervisor
-from txmon.settings import BrokerSettings, KafkaSettings, Settings
+from txmon.settings import BrokerSettings, KafkaSettings, Settings, TopicSettings
 
 STAGES = ("broker", "simulate", "champion", "services", "warm-up", "live traffic", "drift detected",
           "retrain job", "gates passed", "shadow", "promoted", "hot swap", "recovery", "report")
@@ -57,6 +57,8 @@ class Demo:
             home=self.home,
             kafka=KafkaSettings(bootstrap_servers=f"127.0.0.1:{self.port}"),
             broker=BrokerSettings(port=self.port),
+            # Simulated event times lie weeks back: keep them all (retention counts from them).
+            topics=TopicSettings(retention_ms=365 * 24 * 3600 * 1000),
         )
         # Fresh keys per run, only in this process's environment and its children's.
         self.env = {**os.environ, "TXMON_HOME": str(self.home),
@@ -64,6 +66,7 @@ class Demo:
                     "TXMON_BROKER__PORT": str(self.port),
                     "TXMON_SIGNING_KEY": secrets.token_hex(32),
                     "TXMON_PSEUDONYM_KEY": secrets.token_hex(32),
+                    "TXMON_TOPICS__RETENTION_MS": str(365 * 24 * 3600 * 1000),
                     "OMP_NUM_THREADS": "1"}
         self.t0 = time.monotonic()
         self.collector: Collector | None = None
@@ -320,6 +323,9 @@ def _stream(demo: Demo, frame: pd.DataFrame, hold_at: pd.Timestamp) -> None:
             send(t, t + step, Pacing(rate=rate))
             t += step
     except BaseException as exc:
+        import traceback
+
+        (demo.home / "logs" / "traffic.log").write_text(traceback.format_exc())
         demo.stream_error = exc
     finally:
         demo.stream_done.set()
@@ -352,8 +358,13 @@ def _policy_file(demo: Demo) -> Path:
     """The demo's retraining policy (windows sized for compressed time, shadow required)."""
     from importlib import resources
 
+    import yaml
+
+    policy = yaml.safe_load(resources.files("txmon.demo").joinpath("policy.yaml").read_text())
+    policy["snapshot"]["window_days"] = demo.plan.snapshot_days
+    policy["controller"]["labels_after_drift"] = demo.plan.labels_after_drift
     path = demo.home / "policy.yaml"
-    path.write_text(resources.files("txmon.demo").joinpath("policy.yaml").read_text())
+    path.write_text(yaml.safe_dump(policy, sort_keys=False))
     return path
 
 

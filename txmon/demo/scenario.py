@@ -48,6 +48,8 @@ class DemoPlan:
     # reference; an expected run time of 150,000 events between false alarms is ten times the live
     # traffic, and blocks of 100 events keep detection within a few hundred events of the change.
     drift_warmup_events: int = 4000
+    # The retrain job waits for this many labels after the drift, so it learns the new world.
+    labels_after_drift: int = 2500
     drift_monitor: dict[str, object] = field(default_factory=lambda: {
         "ert_events": 150_000, "block_events": 100, "reference_blocks": 40, "cvm_windows": [3, 6],
         "lsdd_window": 4, "bootstrap_factor": 3})
@@ -64,13 +66,19 @@ class DemoPlan:
     def default(cls) -> DemoPlan:
         return cls(accounts=1500, history_days=45, live_days=21, drift_after_days=5, warmup_days=7,
                    rate=250.0, pretrain_epochs=2, finetune_epochs=4, daily_alert_budget=40,
-                   drift_warmup_events=10_000, timeout_s=1500.0)
+                   drift_warmup_events=10_000, labels_after_drift=6000, timeout_s=1500.0)
 
     @property
     def start(self) -> datetime:
-        # Event times end just before now, so Kafka's time-based retention keeps everything.
+        # Records carry their event time as Kafka timestamp: everything, late labels included,
+        # must lie in the past (Kafka 4 refuses timestamps more than an hour ahead).
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        return today - timedelta(days=self.history_days + self.live_days + 1)
+        return today - timedelta(days=self.history_days + self.live_days + 4)
+
+    @property
+    def snapshot_days(self) -> int:
+        """The retraining window: the traffic on Kafka (warm-up and live), in whole days."""
+        return self.warmup_days + self.live_days + 4
 
     @property
     def live_start(self) -> datetime:
@@ -100,7 +108,5 @@ def split(frame: pd.DataFrame, plan: DemoPlan) -> tuple[pd.DataFrame, pd.DataFra
     late = history["label_time"].isna() | (history["label_time"] >= live_start)
     history.loc[late, ["label", "label_time"]] = [None, pd.NaT]
     warmup = frame[(frame["event_time"] >= warm_start) & (frame["event_time"] < live_start)].copy()
-    # Warm-up rows are history: their labels were used for training, so none are re-published.
-    warmup[["label", "label_time"]] = [None, pd.NaT]
     live = frame[frame["event_time"] >= live_start].copy()
     return history, warmup, live
