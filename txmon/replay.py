@@ -109,17 +109,19 @@ def publish(frame: pd.DataFrame, settings: Settings, pacing: Pacing = Pacing(), 
             bad: Iterable[BadRow] = (), lines: np.ndarray | None = None, source: str = "replay",
             label_source: str = "replay", progress: Callable[[int], None] | None = None,
             sleep: Callable[[float], None] = time.sleep,
-            window: tuple[Any, Any] = (None, None)) -> PublishReport:
+            window: tuple[Any, Any] = (None, None), event_timestamps: bool = False) -> PublishReport:
     """Send ``frame`` (a transaction frame sorted or not) and ``bad`` rows to the topics of ``settings``.
 
     ``lines`` gives each frame row's source line, so a row the contract refuses at publish time
     goes to the dead-letter topic with its line too. ``progress(n)`` is called per transaction.
     ``window=(lo, hi)`` sends only what happens in [lo, hi): transactions by event time, labels by
     label time — so a stream can be published in phases without a label arriving early.
-    Each record's Kafka timestamp is the time it happened (event time, label time): time-range
-    reads (training snapshots) then line up with event time. Replaying history older than the
-    topics' retention needs a longer retention (``TXMON_TOPICS__RETENTION_MS``).
+    ``event_timestamps=True`` stamps each record with the time it happened (event time, label
+    time) instead of the time it is sent, so time-range reads (training snapshots) line up with
+    event time; Kafka's retention then counts from those times too, so history older than the
+    topics' retention is deleted at once unless ``TXMON_TOPICS__RETENTION_MS`` is raised.
     """
+    stamp = (lambda t: t) if event_timestamps else (lambda _t: None)
     lo, hi = (None if w is None else pd.Timestamp(w) for w in window)
     report = PublishReport()
     t_start = time.monotonic()
@@ -145,7 +147,7 @@ def publish(frame: pd.DataFrame, settings: Settings, pacing: Pacing = Pacing(), 
                     continue
                 label = to_label(row, label_source)
                 if label is not None:
-                    producer.send(label_topic, label.account_id, label.to_bytes(), label.label_time)
+                    producer.send(label_topic, label.account_id, label.to_bytes(), stamp(label.label_time))
                     report.labels += 1
                 continue
             _wait(pacing, report.transactions, row["event_time"], first, t_start, sleep)
@@ -160,7 +162,7 @@ def publish(frame: pd.DataFrame, settings: Settings, pacing: Pacing = Pacing(), 
                 report.rejected.append(b)
                 refused.add(pos)
                 continue
-            producer.send(tx_topic, tx.account_id, tx.to_bytes(), tx.event_time)
+            producer.send(tx_topic, tx.account_id, tx.to_bytes(), stamp(tx.event_time))
             report.transactions += 1
             if progress:
                 progress(1)

@@ -307,7 +307,7 @@ def _stream(demo: Demo, frame: pd.DataFrame, hold_at: pd.Timestamp) -> None:
         if hi is not None:
             inside &= (ev < hi) | (lt < hi)
         publish(frame[inside], demo.settings, pacing, window=(lo, hi), progress=count,
-                source="demo", label_source="demo")
+                source="demo", label_source="demo", event_timestamps=True)
 
     try:
         live_start = pd.Timestamp(demo.plan.live_start)
