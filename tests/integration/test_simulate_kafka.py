@@ -68,3 +68,22 @@ def test_publishing_in_time_windows_sends_each_event_once_and_never_early(kafka_
 
     labels = [decode(Label, m.value) for m in drain(settings, "labels", int(labelled.sum()))]
     assert len({lb.tx_id for lb in labels}) == len(labels) == int(labelled.sum())
+
+
+def test_event_timestamps_stamp_records_with_when_they_happened(kafka_settings_for, topic_prefix):
+    from datetime import UTC, datetime, timedelta
+
+    import pandas as pd
+
+    settings = kafka_settings_for(topic_prefix)
+    ensure_topics(settings, partitions=1)
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(days=6)
+    frame = simulate(SimConfig(accounts=30, days=2, seed=6, start=start)).frame
+    # Kafka 4 refuses timestamps more than an hour ahead: labels due in the future stay unsent.
+    future = frame["label_time"] > datetime.now(UTC)
+    frame.loc[future, ["label", "label_time"]] = [None, pd.NaT]
+    publish(frame, settings, event_timestamps=True)
+    want = {r.tx_id: int(r.event_time.timestamp() * 1000) for r in frame.itertuples()}
+    got = {decode(Transaction, m.value).tx_id: m.timestamp
+           for m in drain(settings, "transactions", len(frame))}
+    assert got == want

@@ -9,8 +9,8 @@ few days into the live period. The champion raises false alerts on the new regio
 new fraud; a model fine-tuned on the labels that arrive afterwards should fix both.
 
 >>> plan = DemoPlan.quick()
->>> plan.live_start - plan.start
-datetime.timedelta(days=28)
+>>> (plan.live_start - plan.start).days
+28
 >>> plan.drift_start > plan.live_start
 True
 """
@@ -23,6 +23,8 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from txmon.sim import DriftEvent, LabelConfig, SimConfig
+
+LABEL_DAYS_MAX = 6.0  # the latest a demo label arrives after its transaction
 
 
 @dataclass(frozen=True)
@@ -73,12 +75,12 @@ class DemoPlan:
         # Records carry their event time as Kafka timestamp: everything, late labels included,
         # must lie in the past (Kafka 4 refuses timestamps more than an hour ahead).
         today = datetime.now(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
-        return today - timedelta(days=self.history_days + self.live_days + 4)
+        return today - timedelta(days=self.history_days + self.live_days + LABEL_DAYS_MAX + 2)
 
     @property
     def snapshot_days(self) -> int:
         """The retraining window: the traffic on Kafka (warm-up and live), in whole days."""
-        return self.warmup_days + self.live_days + 4
+        return int(self.warmup_days + self.live_days + LABEL_DAYS_MAX + 2)
 
     @property
     def live_start(self) -> datetime:
@@ -95,7 +97,7 @@ class DemoPlan:
                            scenario="account_takeover", rate=self.drift_rate, country="LT")
         # Labels arrive within days, not weeks, so the loop closes inside a demo.
         labels = LabelConfig(unlabelled_share=0.1, chargeback_days=(0.5, 3.0),
-                             legit_days=(0.5, 3.0), aml_days=(2.0, 6.0))
+                             legit_days=(0.5, 3.0), aml_days=(2.0, LABEL_DAYS_MAX))
         return SimConfig(accounts=self.accounts, days=self.history_days + self.live_days,
                          seed=self.seed, start=self.start, drift=(region, fraud), labels=labels)
 
