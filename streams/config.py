@@ -75,6 +75,9 @@ class WorkerConfig(BaseSettings):
     # champion's first ``drift_warmup_events`` scored events become its reference.
     drift: bool = True
     drift_warmup_events: int = Field(20_000, ge=1)
+    # Events a freshly started worker scores before its warm-up window opens (its per-account
+    # state is still cold then, so those events are no fair reference).
+    drift_cold_events: int = Field(0, ge=0)
     # The monitor's checkpoints (``txmon drift status`` reads them); default $TXMON_HOME/drift/state.
     # Several workers on one host need one directory each.
     drift_state_dir: Path | None = None

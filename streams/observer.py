@@ -100,7 +100,7 @@ class DriftFeed:
 
     def __init__(self, config: DriftConfig, state_dir: Path, references_dir: Path, *,
                  warmup_events: int = 20_000, alert_threshold: float = 0.8,
-                 background: bool = True):
+                 background: bool = True, cold_events: int = 0):
         if warmup_events < config.block_events:
             raise ValueError(f"warmup_events ({warmup_events}) is less than one block "
                              f"({config.block_events} events)")
@@ -108,6 +108,11 @@ class DriftFeed:
         self.state_dir = Path(state_dir)
         self.references_dir = Path(references_dir)
         self.warmup_events = warmup_events
+        # A worker that starts with empty per-account state sees every counterparty as new and no
+        # gap since a previous transaction: its first events describe a cold cache, not the world,
+        # and must not become a reference.
+        self.cold_events = cold_events
+        self._seen = 0
         self.alert_threshold = alert_threshold
         self.monitor: DriftMonitor | None = None
         self.version: str | None = None  # the champion being monitored (or warmed up for)
@@ -169,6 +174,9 @@ class DriftFeed:
             return
         if self._window is None:
             return  # a failed build: not monitoring this version
+        self._seen += len(batch.transactions)
+        if self._seen <= self.cold_events:
+            return
         self._window.add(batch)
         if self._window.events < self.warmup_events:
             return

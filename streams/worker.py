@@ -451,6 +451,7 @@ def drift_feed(settings: Settings, config: WorkerConfig) -> BatchObserver:
     home = settings.home / "drift"
     return DriftFeed(DriftConfig(**config.drift_monitor), config.drift_state_dir or home / "state",
                      home / "references", warmup_events=config.drift_warmup_events,
+                     cold_events=config.drift_cold_events,
                      alert_threshold=config.policy.threshold)
 
 

@@ -138,3 +138,15 @@ def test_columns_fill_missing_history_with_neutral_values():
     assert features["log_gap_s"][0] == pytest.approx(np.log1p(30 * 86_400))
     assert features["amount_vs_usual"][0] == 0.0 and not binary["foreign"][0]
     assert list(binary["alerted"]) == list(b.alerted)
+
+
+def test_a_cold_start_is_kept_out_of_the_reference(tmp_path):
+    """The events a fresh worker scores with empty account state are skipped before warm-up."""
+    f = DriftFeed(CONFIG, tmp_path / "state", tmp_path / "references", warmup_events=WARMUP,
+                  background=False, cold_events=300)
+    rng = np.random.default_rng(3)
+    feed(f, rng, "v1", 12)  # 300 cold + 900 warm-up events: the window is not full yet
+    assert f.state == "warming"
+    feed(f, rng, "v1", 1, start=1200)
+    assert f.state == "monitoring"
+    assert "first 1000 events" in (tmp_path / "references" / "v1" / "reference.json").read_text()

@@ -226,6 +226,7 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
         sup.env = demo.env_for(TXMON_WORKER__METRICS_PORT=str(metrics_port),
                                TXMON_WORKER__METRICS_HOST="127.0.0.1",
                                TXMON_WORKER__DRIFT_WARMUP_EVENTS=str(plan.drift_warmup_events),
+                               TXMON_WORKER__DRIFT_COLD_EVENTS=str(plan.drift_cold_events),
                                TXMON_WORKER__DRIFT_MONITOR=json.dumps(plan.drift_monitor))
         sup.start("worker", "worker", "--instance-id", "demo-1",
                   "--daily-budget", str(plan.daily_alert_budget))

@@ -50,6 +50,7 @@ class DemoPlan:
     # reference; an expected run time of 150,000 events between false alarms is ten times the live
     # traffic, and blocks of 100 events keep detection within a few hundred events of the change.
     drift_warmup_events: int = 4000
+    drift_cold_events: int = 2500  # a fresh worker's first events see empty account state
     # The retrain job waits for this many labels after the drift, so it learns the new world.
     labels_after_drift: int = 2500
     drift_monitor: dict[str, object] = field(default_factory=lambda: {
@@ -60,15 +61,16 @@ class DemoPlan:
 
     @classmethod
     def quick(cls) -> DemoPlan:
-        return cls(accounts=600, history_days=28, live_days=12, drift_after_days=3, warmup_days=4,
+        return cls(accounts=600, history_days=28, live_days=12, drift_after_days=3, warmup_days=6,
                    rate=150.0, pretrain_epochs=1, finetune_epochs=2, daily_alert_budget=20,
                    timeout_s=600.0)
 
     @classmethod
     def default(cls) -> DemoPlan:
-        return cls(accounts=1500, history_days=45, live_days=21, drift_after_days=5, warmup_days=7,
+        return cls(accounts=1500, history_days=45, live_days=21, drift_after_days=5, warmup_days=8,
                    rate=250.0, pretrain_epochs=2, finetune_epochs=4, daily_alert_budget=40,
-                   drift_warmup_events=10_000, labels_after_drift=6000, timeout_s=1500.0)
+                   drift_warmup_events=6000, drift_cold_events=6000, labels_after_drift=6000,
+                   timeout_s=1500.0)
 
     @property
     def start(self) -> datetime:
