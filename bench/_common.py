@@ -104,11 +104,18 @@ def end_offsets(bootstrap: str, topic: str, committed_only: bool = True) -> int:
 def group_committed(bootstrap: str, group: str, topic: str) -> int:
     """Sum of a consumer group's committed offsets on ``topic`` (0 before its first commit)."""
     from kafka import KafkaAdminClient
+    from kafka.errors import (
+        CoordinatorLoadInProgressError,
+        CoordinatorNotAvailableError,
+        NotCoordinatorError,
+    )
 
     admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","), client_id="bench-admin")
     try:
         offsets = admin.list_group_offsets(group).get(group, {})
         return sum(m.offset for tp, m in offsets.items() if tp.topic == topic and m.offset >= 0)
+    except (CoordinatorNotAvailableError, CoordinatorLoadInProgressError, NotCoordinatorError):
+        return 0  # a fresh broker elects the group coordinator on first use: nothing committed yet
     finally:
         admin.close()
 

@@ -74,6 +74,7 @@ class Payload:
 
 # -- inputs ----------------------------------------------------------------------------------------
 
+DRIFT_WARMUP = 20_000  # the worker's default drift_warmup_events
 HISTORY_DAYS = 15  # about 33 transactions per account: past the 32 records an account state keeps
 
 
@@ -337,7 +338,14 @@ def start_worker(settings: Any, artifact: Path, threshold: float, args: argparse
     runner = [sys.executable, "-m", "cProfile", "-o", str(profile), str(txmon)] if profile else [str(txmon)]
     return spawn([*runner, "worker", "--model", str(artifact), "--batch-size", str(args.batch_size),
                   "--max-wait-ms", str(args.max_wait_ms), "--threshold", f"{threshold:.6f}",
-                  "--log-level", "WARNING"], env, log)
+                  "--drift-warmup", str(args.drift_warmup), "--log-level", "WARNING",
+                  *args.worker_arg], env, log)
+
+
+def banner(log: Path) -> str:
+    """The worker's first line: its batch, policy, shadow and drift settings as it ran."""
+    text = log.read_text(errors="replace") if log.exists() else ""
+    return " ".join(text.split("\n", 2)[:2]).strip()[:400]
 
 
 def measure_worker_drain(bootstrap: str, work: Path, artifact: Path, threshold: float,
@@ -352,7 +360,8 @@ def measure_worker_drain(bootstrap: str, work: Path, artifact: Path, threshold: 
                                       args.timeout, broker_pids(work)))
     finally:
         kill(proc, signal.SIGTERM, wait=60)
-    return {"batch_size": args.batch_size, "max_wait_ms": args.max_wait_ms, **out}
+    return {"batch_size": args.batch_size, "max_wait_ms": args.max_wait_ms,
+            "worker": banner(args.logs / f"worker-{name}.log"), **out}
 
 
 def hot_spots(profile: Path, top: int = 25) -> dict[str, list[dict[str, Any]]]:
@@ -512,6 +521,8 @@ def main() -> None:
                                                "production-sized, built here")
     ap.add_argument("--timeout", type=float, default=300.0, help="per phase (seconds)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--worker-arg", action="append", default=[],
+                    help="extra argument for `txmon worker` (repeatable), e.g. --worker-arg=--no-drift")
     ap.add_argument("--logs", type=Path, default=Path(tempfile.gettempdir()) / "txmon-bench-worker",
                     help="where the worker and relay logs go (emptied first)")
     ap.add_argument("--profile", action="store_true",
@@ -539,6 +550,9 @@ def main() -> None:
         with console.status("simulating transactions"):
             frame, h = simulated_frame(n, args.seed)
             hist_txs, history = payloads(frame, 0, h)
+            # The drift monitor's reference is built from a new champion's first events, once; keep
+            # that inside the history so the measured part sees the monitor in its steady state.
+            args.drift_warmup = min(DRIFT_WARMUP, h // 2)
             txs, items = payloads(frame, h, n)
             per_account = round((h + n) / frame.iloc[:h + n]["account_id"].nunique(), 1)
         console.log(f"{h} history + {n} measured transactions ({per_account} per account)")
@@ -594,6 +608,7 @@ def main() -> None:
                        "transactions_per_account": per_account, "latency_seconds": latency_s,
                        "batch_size": args.batch_size,
                        "max_wait_ms": args.max_wait_ms, "partitions": args.partitions,
+                       "drift_warmup": args.drift_warmup, "worker_args": args.worker_arg,
                        "alert_rate": args.alert_rate, "alert_threshold": round(threshold, 6),
                        "model": str(args.model) if args.model else
                        f"untrained, built here with TrainConfig sizes {model_sizes()}"},
@@ -620,7 +635,8 @@ def main() -> None:
             "Throughputs are committed (read_committed) outputs per second over the steady middle of "
             "a drain (10%..90% of the pre-loaded topic), so start-up and the last partial batches "
             "are left out; throughput_per_s is over the whole drain.",
-            "The worker runs as `txmon worker` (no drift observer attached by that command).",
+            "The worker runs as `txmon worker` with its defaults (drift monitor on, see "
+            "worker_max_rate.worker for its banner) and --drift-warmup within the history.",
             "cpu_cores: CPU seconds of the measured process / wall seconds (1.0 = one core).",
         ],
         "seconds": round(time.monotonic() - t_start, 1),

@@ -175,12 +175,14 @@ def log_findings(log: Path, examples: int = 5) -> dict[str, Any]:
     return found
 
 
-def run_one(bootstrap: str, work: Path, variant: str, args: argparse.Namespace) -> dict[str, Any]:
+def run_one(bootstrap: str, work: Path, variant: str, args: argparse.Namespace,
+            prefix: str = "") -> dict[str, Any]:
+    """One variant end to end; topics and the Faust app id are ``{prefix}probe-{variant}``."""
     from rich.console import Console
 
     console = Console(stderr=True)
     guarantee, consume_output = VARIANTS[variant]
-    tag = f"probe-{variant.replace('_', '-')}"
+    tag = f"{prefix}probe-{variant.replace('_', '-')}"
     source, output = f"{tag}-in", f"{tag}-out"
     create_topics(bootstrap, [source, output], args.partitions)
     produce(bootstrap, source, args.messages, args.keys)
