@@ -28,6 +28,12 @@ def register(app: typer.Typer) -> None:
         from txmon.demo.run import Demo, DemoFailed, default_home, free_port, run
         from txmon.demo.scenario import DemoPlan
 
+        import signal
+
+        def stop(*_: object) -> None:
+            raise KeyboardInterrupt  # so everything the demo started is stopped on SIGTERM too
+
+        signal.signal(signal.SIGTERM, stop)
         console = Console()
         plan = replace(DemoPlan.quick() if quick else DemoPlan.default(), seed=seed)
         d = Demo(plan=plan, home=(home or default_home()).resolve(), report_dir=report_out.resolve(),

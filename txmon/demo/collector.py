@@ -31,6 +31,7 @@ class Tally:
     scores: int = 0
     alerts: int = 0
     duplicates: int = 0
+    shadow: int = 0
     versions: Counter[str] = field(default_factory=Counter)
     first_seen: dict[str, datetime] = field(default_factory=dict)  # model version -> event time
     drift: list[Drift] = field(default_factory=list)
@@ -82,6 +83,9 @@ class Collector:
     def _add(self, event: object) -> None:
         t = self.tally
         if isinstance(event, Score):
+            if event.shadow:  # a challenger's score beside the champion's: not a duplicate
+                t.shadow += 1
+                return
             if event.tx_id in t.rows:
                 t.duplicates += 1
                 return
@@ -101,7 +105,7 @@ class Collector:
     def snapshot(self) -> Tally:
         with self._lock:
             t = self.tally
-            return Tally(t.scores, t.alerts, t.duplicates, Counter(t.versions),
+            return Tally(t.scores, t.alerts, t.duplicates, t.shadow, Counter(t.versions),
                          dict(t.first_seen), list(t.drift), list(t.models), dict(t.rows))
 
     def frame(self) -> pd.DataFrame:

@@ -130,8 +130,8 @@ class Demo:
         if self.collector is not None:
             t = self.collector.snapshot()
             versions = ", ".join(f"{v}: {n}" for v, n in sorted(t.versions.items()))
-            parts.append(f"sent {self.sent:,} · scored {t.scores:,} · alerts {t.alerts:,} · "
-                         f"duplicates {t.duplicates} · drift events {len(t.drift)} · "
+            parts.append(f"sent {self.sent:,} · scored {t.scores:,} · shadow {t.shadow:,} · "
+                         f"alerts {t.alerts:,} · duplicates {t.duplicates} · drift events {len(t.drift)} · "
                          f"model events {len(t.models)} · by version: {versions or '-'}")
         return Group(*parts)
 
@@ -253,20 +253,22 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
     demo.wait_for("drift detected", drift, sup,
                   lambda d: f"{d.detector} ({d.scope}) {d.statistic:.3g} > {d.threshold:.3g}")
 
-    def model_event(kind: str) -> Callable[[], Any]:
+    def model_event(*kinds: str) -> Callable[[], Any]:
         def find() -> Any:
             t = demo.collector.snapshot()  # type: ignore[union-attr]
             for m in t.models:
-                if m.event == kind and m.version != "v1":
+                if m.event in kinds and m.version != "v1":
                     return m
             rejected = [m for m in t.models if m.event == "rejected"]
-            if rejected and kind != "rejected":
+            if rejected and "rejected" not in kinds:
                 raise DemoFailed("gates passed", f"candidate {rejected[0].version} rejected: "
                                  f"{rejected[0].reason}")
             return None
         return find
 
-    demo.wait_for("retrain job", model_event("candidate"), sup, lambda m: f"candidate {m.version}")
+    # The job ends with its candidate validated or rejected (jobs publish no separate event first).
+    demo.wait_for("retrain job", model_event("candidate", "validated", "rejected"), sup,
+                  lambda m: f"candidate {m.version}: {m.event}")
     demo.wait_for("gates passed", model_event("validated"), sup,
                   lambda m: f"{sum(g.passed for g in m.gate_results)}/{len(m.gate_results)} gates")
     promoted = demo.wait_for("shadow", model_event("promoted"), sup,
