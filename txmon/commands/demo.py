@@ -21,14 +21,13 @@ def register(app: typer.Typer) -> None:
         """Start Kafka, train a champion, stream traffic with a drift, retrain under governance,
         promote, hot-swap, and write an HTML report. Exits 1 when the loop did not complete or
         precision did not recover, naming the stage."""
+        import signal
         from dataclasses import replace
 
         from rich.console import Console
 
         from txmon.demo.run import Demo, DemoFailed, default_home, free_port, run
         from txmon.demo.scenario import DemoPlan
-
-        import signal
 
         def stop(*_: object) -> None:
             raise KeyboardInterrupt  # so everything the demo started is stopped on SIGTERM too
