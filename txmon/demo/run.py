@@ -228,8 +228,9 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
                                TXMON_WORKER__DRIFT_WARMUP_EVENTS=str(plan.drift_warmup_events),
                                TXMON_WORKER__DRIFT_COLD_EVENTS=str(plan.drift_cold_events),
                                TXMON_WORKER__DRIFT_MONITOR=json.dumps(plan.drift_monitor))
+        # Budget mode: the day's alerts go to the highest scores; the floor only stops noise.
         sup.start("worker", "worker", "--instance-id", "demo-1",
-                  "--daily-budget", str(plan.daily_alert_budget))
+                  "--daily-budget", str(plan.daily_alert_budget), "--threshold", "0.01")
         sup.env = demo.env
         sup.start("controller", "retrain-controller", "--policy", str(_policy_file(demo)))
         st.detail = f"txmon worker (metrics :{metrics_port}), txmon retrain-controller"

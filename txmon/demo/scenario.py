@@ -4,8 +4,8 @@ One simulation covers history and live traffic. History (before ``live_start``) 
 champion with the labels known by then; live traffic is streamed through Kafka, preceded by a short
 warm-up so the worker's per-account state holds the same recent history training saw. The drift is a
 new region: the bank's customers start paying merchants in Lithuania (legitimate, but foreign to the
-champion), and fraudsters take over accounts there — a new fraud pattern in a new place, starting a
-few days into the live period. The champion raises false alerts on the new region and misses the
+champion), and fraudsters take over accounts there through a wallet channel the champion never
+saw — a new fraud pattern in a new place, starting a few days into the live period. The champion raises false alerts on the new region and misses the
 new fraud; a model fine-tuned on the labels that arrive afterwards should fix both.
 
 >>> plan = DemoPlan.quick()
@@ -43,7 +43,7 @@ class DemoPlan:
     trickle: float = 6.0
     pretrain_epochs: int = 1
     finetune_epochs: int = 3
-    drift_rate: float = 300.0  # incidents per 1,000 accounts per 30 days
+    drift_rate: float = 600.0  # incidents per 1,000 accounts per 30 days
     region_share: float = 0.2  # of everyday card payments that move to the new region
     daily_alert_budget: int = 40
     # Drift detectors sized for a demo: the champion's first events (the warm-up traffic) are its
@@ -52,7 +52,7 @@ class DemoPlan:
     drift_warmup_events: int = 4000
     drift_cold_events: int = 2500  # a fresh worker's first events see empty account state
     # The retrain job waits for this many labels after the drift, so it learns the new world.
-    labels_after_drift: int = 2500
+    labels_after_drift: int = 4000
     drift_monitor: dict[str, object] = field(default_factory=lambda: {
         "ert_events": 150_000, "block_events": 100, "reference_blocks": 40, "cvm_windows": [3, 6],
         "lsdd_window": 4, "bootstrap_factor": 3})
@@ -96,7 +96,8 @@ class DemoPlan:
         region = DriftEvent(name="new-region-LT", kind="new_region", start=self.drift_start,
                             country="LT", share=self.region_share)
         fraud = DriftEvent(name="ato-wave-in-LT", kind="fraud_pattern", start=self.drift_start,
-                           scenario="account_takeover", rate=self.drift_rate, country="LT")
+                           scenario="account_takeover", rate=self.drift_rate, country="LT",
+                           channel="wallet")
         # Labels arrive within days, not weeks, so the loop closes inside a demo.
         labels = LabelConfig(unlabelled_share=0.1, chargeback_days=(0.5, 3.0),
                              legit_days=(0.5, 3.0), aml_days=(2.0, LABEL_DAYS_MAX))
