@@ -5,8 +5,8 @@ champion with the labels known by then; live traffic is streamed through Kafka, 
 warm-up so the worker's per-account state holds the same recent history training saw. The drift is a
 new region: the bank's customers start paying merchants in Lithuania (legitimate, but foreign to the
 champion), and fraudsters take over accounts there through a wallet channel the champion never
-saw — a new fraud pattern in a new place, starting a few days into the live period. The champion raises false alerts on the new region and misses the
-new fraud; a model fine-tuned on the labels that arrive afterwards should fix both.
+saw — a new fraud pattern in a new place, starting a few days into the live period. The champion
+misses much of the new fraud; a model fine-tuned on the labels that arrive afterwards should not.
 
 >>> plan = DemoPlan.quick()
 >>> (plan.live_start - plan.start).days
