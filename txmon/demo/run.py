@@ -418,6 +418,11 @@ def _finish(demo: Demo, failure: BaseException | None) -> None:
                 }
         rec.audit = _audit(demo.home)
         rec.ok, rec.verdict = _judge(rec, failure)
+        if failure is None:
+            recovery = demo.stage("recovery")
+            recovery.status = "done" if rec.ok else "failed"
+            recovery.detail = rec.verdict.split("; ")[-1][:200]
+            demo.stage("report").status = "done"
         path = render(rec, demo.report_dir)
     demo.console.print(f"report: {path}")
 
