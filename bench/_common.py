@@ -14,7 +14,6 @@ import math
 import os
 import platform
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -23,34 +22,14 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from txmon.broker.ports import free_port_block  # shared with tests and the demo
+
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results"
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 # -- the broker ------------------------------------------------------------------------------------
-
-def free_port_block(brokers: int = 1) -> int:
-    """A base port whose broker and controller ports are all free (as ``tests/conftest.py`` picks)."""
-    from txmon.broker.config import CONTROLLER_OFFSET
-
-    def free(port: int) -> bool:
-        with socket.socket() as s:
-            try:
-                s.bind(("127.0.0.1", port))
-            except OSError:
-                return False
-        return True
-
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + CONTROLLER_OFFSET + brokers >= 65535:
-            continue
-        if all(free(p) for i in range(brokers) for p in (base + i, base + CONTROLLER_OFFSET + i)):
-            return base
-    raise RuntimeError("no free block of ports for a benchmark broker")
 
 
 @contextlib.contextmanager

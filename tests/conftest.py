@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import itertools
 import os
-import socket
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -16,32 +15,8 @@ from pathlib import Path
 import pytest
 
 from txmon.broker import Cluster, ClusterPlan
-from txmon.broker.config import CONTROLLER_OFFSET
+from txmon.broker.ports import free_port_block
 from txmon.settings import BrokerSettings, KafkaSettings, Settings
-
-
-def _port_free(port: int) -> bool:
-    with socket.socket() as s:
-        try:
-            s.bind(("127.0.0.1", port))
-        except OSError:
-            return False
-    return True
-
-
-def free_port_block(brokers: int = 1) -> int:
-    """A base port whose broker and controller ports are all free."""
-    for _ in range(200):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            base = s.getsockname()[1]
-        if base + CONTROLLER_OFFSET + brokers >= 65535:
-            continue
-        ports = [base + i for i in range(brokers)]
-        ports += [base + CONTROLLER_OFFSET + i for i in range(brokers)]
-        if all(_port_free(p) for p in ports):
-            return base
-    raise RuntimeError("no free block of ports for a test broker")
 
 
 @pytest.fixture(scope="session")

@@ -137,22 +137,9 @@ class Demo:
 
 
 def free_port() -> int:
-    import socket
+    from txmon.broker.ports import free_port_block
 
-    from txmon.broker.config import CONTROLLER_OFFSET
-
-    for _ in range(100):
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port + CONTROLLER_OFFSET < 65535:
-            with socket.socket() as s2:
-                try:
-                    s2.bind(("127.0.0.1", port + CONTROLLER_OFFSET))
-                except OSError:
-                    continue
-            return port
-    raise RuntimeError("no free port for the demo broker")
+    return free_port_block(1)
 
 
 def run(demo: Demo) -> DemoRecord:
