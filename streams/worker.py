@@ -328,9 +328,14 @@ class Worker:
             generation = self.generation
             batches = await self.consumer.getmany(timeout_ms=cfg.max_wait_ms, max_records=cfg.batch_size)
             async with self.lock:
-                if generation != self.generation:
-                    continue  # fetched before a rebalance: the new assignment re-fetches it
                 assigned = self.consumer.assignment()
+                if generation != self.generation:
+                    # Fetched before a rebalance: unprocessed, so rewind to its first record. A
+                    # partition that stayed ours would otherwise go on after this batch.
+                    for tp, recs in batches.items():
+                        if recs and tp in assigned:
+                            self.consumer.seek(tp, recs[0].offset)
+                    continue
                 records = [Record(tp.topic, tp.partition, r.offset, r.key, r.value, r.timestamp)
                            for tp, recs in batches.items() if tp in assigned for r in recs]
                 refusals = self.slot.drain_refusals()
