@@ -6,8 +6,8 @@ import base64
 import json
 
 import pytest
-from kafka import KafkaConsumer
 
+from tests.integration.topics import drain
 from txmon.broker.topics import ensure_topics
 from txmon.contracts import DeadLetter, Label, Transaction, decode
 from txmon.mapping import ColumnMapping, load_table
@@ -28,20 +28,6 @@ MAPPING = ["tx_id=TxnRef", "event_time=Booked At", "account_id=PAN token", "coun
            "amount=Value", "currency=Ccy", "channel=Chan"]  # no mcc, country, device: optional
 
 
-def consume(settings, name: str, expected: int) -> list:
-    consumer = KafkaConsumer(settings.topic(name), **settings.kafka.kafka_python_config(),
-                             auto_offset_reset="earliest", consumer_timeout_ms=15_000)
-    out = []
-    try:
-        for msg in consumer:
-            out.append(msg)
-            if len(out) >= expected:
-                break
-    finally:
-        consumer.close()
-    return out
-
-
 def test_csv_round_trips_with_every_broken_row_in_the_dlq(kafka_settings_for, topic_prefix, tmp_path):
     settings = kafka_settings_for(topic_prefix)
     ensure_topics(settings, partitions=2)
@@ -51,17 +37,17 @@ def test_csv_round_trips_with_every_broken_row_in_the_dlq(kafka_settings_for, to
     report = publish(mapped.frame, settings, bad=mapped.bad, lines=mapped.lines, source="file:export.csv")
     assert (report.transactions, report.labels, report.dead_letters) == (3, 2, 4)
 
-    txs = [decode(Transaction, m.value) for m in consume(settings, "transactions", 3)]
+    txs = [decode(Transaction, m.value) for m in drain(settings, "transactions", 3)]
     assert sorted(t.tx_id for t in txs) == ["T1", "T3", "T7"]
     t3 = next(t for t in txs if t.tx_id == "T3")
     assert str(t3.amount) == "99.99" and t3.channel == "ecommerce" and t3.mcc is None
 
-    labels = [decode(Label, m.value) for m in consume(settings, "labels", 2)]
+    labels = [decode(Label, m.value) for m in drain(settings, "labels", 2)]
     assert {(lb.tx_id, lb.label) for lb in labels} == {("T1", "legit"), ("T3", "fraud")}
     assert all((lb.label_time - next(t for t in txs if t.tx_id == lb.tx_id).event_time).days == 7
                for lb in labels)
 
-    dead = [decode(DeadLetter, m.value) for m in consume(settings, "dlq", 4)]
+    dead = [decode(DeadLetter, m.value) for m in drain(settings, "dlq", 4)]
     by_line = {d.offset: d for d in dead}
     assert sorted(by_line) == [3, 5, 6, 7]
     assert by_line[3].error_field == "amount"

@@ -3,28 +3,14 @@
 from __future__ import annotations
 
 import pytest
-from kafka import KafkaConsumer
 
+from tests.integration.topics import drain
 from txmon.broker.topics import ensure_topics
 from txmon.contracts import Label, Transaction, decode
 from txmon.replay import publish
 from txmon.sim import SimConfig, simulate
 
 pytestmark = pytest.mark.kafka
-
-
-def drain(settings, name: str, expected: int) -> list:
-    consumer = KafkaConsumer(settings.topic(name), **settings.kafka.kafka_python_config(),
-                             auto_offset_reset="earliest", consumer_timeout_ms=15_000)
-    out = []
-    try:
-        for msg in consumer:
-            out.append(msg)
-            if len(out) >= expected:
-                break
-    finally:
-        consumer.close()
-    return out
 
 
 def test_every_transaction_and_label_lands(kafka_settings_for, topic_prefix):
