@@ -88,7 +88,14 @@ class ShadowPolicy(_Strict):
     min_events: int = Field(5000, ge=0)
     min_hours: float = Field(0, ge=0)
     min_labelled: int = Field(50, ge=0)
+    min_positives: int = Field(1, ge=1)
     ap_tolerance: float = Field(0.02, ge=0)
+    # How the AP gap is judged, on bootstrap bounds at ``confidence`` (retrain/bootstrap.py):
+    # "non_inferiority" passes only when the challenger is shown to be no worse than the tolerance
+    # (needs many labelled positives); "no_regression" fails only when it is shown to be worse.
+    decision: Literal["non_inferiority", "no_regression"] = "non_inferiority"
+    confidence: float = Field(0.95, gt=0.5, lt=1)
+    bootstraps: int = Field(1000, ge=100)
     max_alert_volume_change: float = Field(0.5, ge=0)
 
 

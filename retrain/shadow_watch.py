@@ -22,17 +22,18 @@ from retrain.shadow import ShadowSummary, read_shadow, shadow_gate
 log = logging.getLogger(__name__)
 
 
-def enough(summary: ShadowSummary, min_events: int, min_labelled: int, min_hours: float) -> bool:
+def enough(summary: ShadowSummary, min_events: int, min_labelled: int, min_hours: float,
+           min_positives: int = 1) -> bool:
     """Has the shadow period gathered the evidence its policy asks for?
 
     >>> s = ShadowSummary("v1", "v2", events=900, hours=2.0, labelled=40, positives=3,
     ...                   champion_ap=0.1, challenger_ap=0.2, champion_alert_rate=0.01,
     ...                   challenger_alert_rate=0.01, mean_abs_diff=0.05)
-    >>> enough(s, 1000, 30, 0), enough(s, 500, 30, 0)
-    (False, True)
+    >>> enough(s, 1000, 30, 0), enough(s, 500, 30, 0), enough(s, 500, 30, 0, min_positives=5)
+    (False, True, False)
     """
     return (summary.events >= min_events and summary.labelled >= min_labelled
-            and summary.hours >= min_hours)
+            and summary.positives >= min_positives and summary.hours >= min_hours)
 
 
 @dataclass
@@ -65,9 +66,10 @@ class ShadowWatch:
         summary = self.reader(self.settings, started - timedelta(days=gov.policy.snapshot.window_days),
                               now, champion.tags.get("model_version", champion.version),
                               challenger.tags.get("model_version", challenger.version),
-                              gov.policy.gates.alert_budget)
+                              gov.policy.gates.alert_budget, confidence=p.confidence,
+                              bootstraps=p.bootstraps)
         overdue = now - started > timedelta(hours=self.max_hours)
-        if not (enough(summary, p.min_events, p.min_labelled, p.min_hours) or overdue):
+        if not (enough(summary, p.min_events, p.min_labelled, p.min_hours, p.min_positives) or overdue):
             log.info("shadow %s: %d paired events, %d labelled so far", challenger.version,
                      summary.events, summary.labelled)
             return None

@@ -43,13 +43,16 @@ class Gov:
 
 
 def summary(events: int, labelled: int, challenger_ap: float = 0.5) -> ShadowSummary:
-    return ShadowSummary("v1", "v2", events=events, hours=1.0, labelled=labelled, positives=10,
+    return ShadowSummary("v1", "v2", events=events, hours=1.0, labelled=labelled,
+                         positives=load_policy().shadow.min_positives,
                          champion_ap=0.3, challenger_ap=challenger_ap, champion_alert_rate=0.01,
-                         challenger_alert_rate=0.011, mean_abs_diff=0.05)
+                         challenger_alert_rate=0.011, mean_abs_diff=0.05,
+                         ap_gap_low=challenger_ap - 0.3 - 0.01, ap_gap_high=challenger_ap - 0.3 + 0.01,
+                         confidence=0.95)
 
 
 def watch(gov: Gov, evidence: list[ShadowSummary], started: datetime = NOW) -> ShadowWatch:
-    def reader(*_args: Any) -> ShadowSummary:
+    def reader(*_args: Any, **_kwargs: Any) -> ShadowSummary:
         return evidence.pop(0)
 
     return ShadowWatch(settings=None, governance=lambda: gov, interval_s=0, reader=reader,

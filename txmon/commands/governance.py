@@ -218,7 +218,9 @@ def shadow(version: str, hours: Annotated[float, typer.Option(help="look back th
     with console.status("reading shadow scores and labels from Kafka…"):
         summary = read_shadow(s, until - timedelta(hours=hours), until,
                               champ.tags.get("model_version", champ.version),
-                              cand.tags.get("model_version", version), gov.policy.gates.alert_budget)
+                              cand.tags.get("model_version", version), gov.policy.gates.alert_budget,
+                              confidence=gov.policy.shadow.confidence,
+                              bootstraps=gov.policy.shadow.bootstraps)
     gate = shadow_gate(summary, gov.policy.shadow)
     outcome = gov.record_shadow(version, gate, summary.to_dict())
     console.print(f"shadow gate {'[green]passed' if gate.passed else '[red]failed'}[/]: {gate.detail}"
