@@ -61,7 +61,7 @@ def explain(scorer: Any, model_input: ModelInput, top: int = 5) -> list[Reason]:
     base = model_input.tokens
     n_fields = len(spec.fields)
     hist_rows = [i for i in range(base.shape[0] - 1) if base[i, 0] != PAD]
-    numeric = model_input.numeric
+    numeric = model_input.numeric_row()
     n_num = len(numeric) if numeric is not None and len(scorer.numeric_baseline) else 0
     rows = 1 + n_fields + len(hist_rows) + 1 + n_num
     variants = np.repeat(base[None], rows, axis=0)

@@ -151,11 +151,13 @@ def _remember(seen: dict[str, int], key: str, ts: int, cap: int) -> None:
         del seen[next(iter(seen))]
 
 
-def update_account_state(state: dict[str, Any], tx: Transaction, *,
-                         as_counterparty: bool = False) -> dict[str, Any]:
-    """Add ``tx`` to the account's history (in place; also returned)."""
+def update_account_state(state: dict[str, Any], tx: Transaction, *, as_counterparty: bool = False,
+                         record: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Add ``tx`` to the account's history (in place; also returned). ``record``: the target record
+    :meth:`FeatureEncoder.encode` just made of ``tx`` from this same state (``observe`` would make
+    an equal one), so the worker neither observes twice nor tokenises that record again."""
     o = observation(tx, as_counterparty)
-    return apply(state, o, observe(state, o))
+    return apply(state, o, observe(state, o) if record is None else record)
 
 
 # -- counterparty risk ---------------------------------------------------------------------------
@@ -204,12 +206,53 @@ def risk_numbers(risk: dict[str, Any] | None, ts: int) -> tuple[float, float]:
 class ModelInput:
     """One transaction's model input: ``tokens`` (max_len, fields) int64, history left-padded, the
     transaction itself in the last row; ``numeric`` (len(NUMERIC),) float32 per-transaction
-    aggregates (:mod:`models.numeric`). ``records`` keeps the raw records for explanations."""
+    aggregates (:mod:`models.numeric`), or their raw ``aggregates`` (:data:`AGGREGATES` order) for
+    :meth:`FeatureEncoder.collate` to transform a whole batch at once (one numpy call per batch
+    instead of one per transaction; the transform is element-wise, so the values are the same).
+    ``records`` keeps the raw records for explanations."""
 
     tokens: np.ndarray
     records: tuple[dict[str, Any], ...] = ()
     risk: str = "unknown"
     numeric: np.ndarray | None = None
+    aggregates: tuple[float, ...] | None = None
+
+    def numeric_row(self) -> np.ndarray | None:
+        """``numeric``, computed from ``aggregates`` when only those are held."""
+        if self.numeric is not None or self.aggregates is None:
+            return self.numeric
+        return numeric_inputs(np.asarray([self.aggregates], dtype=np.float32))[0]
+
+
+class HistoryRows:
+    """One account's history-position token rows under one :class:`FeatureSpec`: a record is
+    tokenised once, when it first appears in a history, instead of at every later transaction.
+
+    Keyed by the record object's identity (the entry holds the record, so the id cannot be reused):
+    :func:`apply` never changes a record once appended, and a state restored from JSON brings new
+    objects, which simply miss. Only rows of the last history asked for are kept.
+    """
+
+    __slots__ = ("_rows", "spec")
+
+    def __init__(self, spec: FeatureSpec):
+        self.spec = spec
+        self._rows: dict[int, tuple[dict[str, Any], list[int]]] = {}
+
+    def rows(self, history: Sequence[dict[str, Any]]) -> list[list[int]]:
+        old, new, out = self._rows, {}, []
+        for r in history:
+            hit = old.get(id(r))
+            if hit is None or hit[0] is not r:
+                hit = (r, self.spec.tokens(r, HIST))
+            new[id(r)] = hit
+            out.append(hit[1])
+        self._rows = new
+        return out
+
+    def seed(self, record: dict[str, Any], row: list[int]) -> None:
+        """``record``'s history row, known before it enters the history (from its target row)."""
+        self._rows[id(record)] = (record, row)
 
 
 class FeatureEncoder:
@@ -225,32 +268,51 @@ class FeatureEncoder:
         self.max_len = max_len
 
     def encode(self, account_state: dict[str, Any], tx: Transaction,
-               counterparty_risk: dict[str, Any] | None) -> ModelInput:
+               counterparty_risk: dict[str, Any] | None,
+               rows: HistoryRows | None = None) -> ModelInput:
+        """``tx``'s input given the account's state before it; ``rows``, the account's token-row
+        cache for this encoder's spec (the streaming worker keeps one per account), saves
+        re-tokenising its history. The numeric transform is left to :meth:`collate`."""
         o = observation(tx)
         target = observe(account_state, o)
         history = account_state["h"][-(self.max_len - 1):] if self.max_len > 1 else []
         risk = risk_of(counterparty_risk, o.ts)
         agg = aggregates(account_state, target, *risk_numbers(counterparty_risk, o.ts))
-        numeric = numeric_inputs(np.asarray([agg], dtype=np.float32))[0]
-        return self.from_records(history, target, risk, numeric)
+        return self.from_records(history, target, risk, rows=rows, aggregates=tuple(agg))
 
     def from_records(self, history: Sequence[dict[str, Any]], target: dict[str, Any],
-                     risk: str, numeric: np.ndarray | None = None) -> ModelInput:
+                     risk: str, numeric: np.ndarray | None = None, *, rows: HistoryRows | None = None,
+                     aggregates: tuple[float, ...] | None = None) -> ModelInput:
         spec = self.spec
         tokens = np.full((self.max_len, len(spec.fields)), PAD, dtype=np.int64)
-        start = self.max_len - 1 - len(history)
-        for i, r in enumerate(history):
-            tokens[start + i] = spec.tokens(r, HIST)
-        tokens[-1] = spec.tokens(target, risk)
-        return ModelInput(tokens=tokens, records=(*history, target), risk=risk, numeric=numeric)
+        if history:
+            if rows is not None and rows.spec is not spec:
+                raise ValueError("token rows cached under another feature spec")
+            tokens[self.max_len - 1 - len(history):-1] = (
+                rows.rows(history) if rows is not None else [spec.tokens(r, HIST) for r in history])
+        if rows is not None:
+            tokens[-1], history_row = spec.target_and_history_tokens(target, risk)
+            rows.seed(target, history_row)
+        else:
+            tokens[-1] = spec.tokens(target, risk)
+        return ModelInput(tokens=tokens, records=(*history, target), risk=risk, numeric=numeric,
+                          aggregates=aggregates)
 
     @staticmethod
     def collate(inputs: Sequence[ModelInput]) -> dict[str, np.ndarray]:
         """Stack inputs into the batch the scorer takes: ``{"tokens": (n, max_len, fields) int64,
-        "numeric": (n, len(NUMERIC)) float32}`` (``numeric`` only if every input has it)."""
+        "numeric": (n, len(NUMERIC)) float32}`` (``numeric`` only if every input has it or its
+        aggregates)."""
         out = {"tokens": np.stack([i.tokens for i in inputs]).astype(np.int64, copy=False)}
         if inputs and all(i.numeric is not None for i in inputs):
             out["numeric"] = np.stack([i.numeric for i in inputs]).astype(np.float32, copy=False)
+        elif inputs and all(i.numeric is not None or i.aggregates is not None for i in inputs):
+            if all(i.aggregates is not None for i in inputs):
+                out["numeric"] = numeric_inputs(np.asarray([i.aggregates for i in inputs],
+                                                           dtype=np.float32))
+            else:
+                out["numeric"] = np.stack([i.numeric_row() for i in inputs]).astype(np.float32,
+                                                                                   copy=False)
         return out
 
 

@@ -66,6 +66,8 @@ class FeatureSpec:
         self.fields = tuple(self.fields)
         self._lookup = {f: {v: RESERVED + i for i, v in enumerate(self.vocabs[f])} for f in self.fields}
         self._risk_col = self.fields.index("cp_risk")
+        # (value function, vocabulary) per column: tokens() runs per record, so resolve names once.
+        self._columns = [(_VALUE[f], self._lookup[f]) for f in self.fields]
 
     # -- construction -------------------------------------------------------------------------
     @classmethod
@@ -122,9 +124,20 @@ class FeatureSpec:
     def tokens(self, r: dict[str, Any], risk: str | None = HIST) -> list[int]:
         """Token ids of one record; ``risk`` is the counterparty-risk value (target position) or
         :data:`HIST` (history positions)."""
-        out = [self.token(c, r) for c in range(len(self.fields))]
+        out = []
+        for value, lookup in self._columns:
+            v = value(self, r)
+            out.append(MISSING if v is None else lookup.get(v, OOV))
         out[self._risk_col] = MISSING if risk is None else self._lookup["cp_risk"].get(risk, OOV)
         return out
+
+    def target_and_history_tokens(self, r: dict[str, Any], risk: str | None) -> tuple[list[int], list[int]]:
+        """``tokens(r, risk)`` and ``tokens(r, HIST)`` at the cost of one: they differ only in the
+        counterparty-risk column."""
+        target = self.tokens(r, risk)
+        history = list(target)
+        history[self._risk_col] = self._lookup["cp_risk"].get(HIST, OOV)
+        return target, history
 
     def token_matrix(self, records: Sequence[dict[str, Any]]) -> np.ndarray:
         """History-position tokens of many records, shape (n, fields), int16."""

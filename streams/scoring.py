@@ -35,7 +35,7 @@ from streams.config import WorkerConfig
 from streams.dlq import dead_letter, from_contract_error
 from streams.policy import AlertPolicy
 from streams.rules import rule_hits
-from streams.tables import AccountTable, CounterpartyRisk
+from streams.tables import AccountEntry, AccountTable, CounterpartyRisk
 from txmon.contracts import Alert, ContractError, Drift, Label, Score, Transaction, decode
 from txmon.settings import Settings
 
@@ -216,13 +216,17 @@ class ScoringCore:
         if shadow_encoder is not None and out.shadow_error is None:
             # Before the state update below: the challenger sees the same history as the champion.
             try:
-                shadow_input = shadow_encoder.encoder.encode(entry.state, tx,
-                                                             self.risk.get(tx.counterparty_id))
+                shadow_input = shadow_encoder.encoder.encode(
+                    entry.state, tx, self.risk.get(tx.counterparty_id),
+                    rows=self._rows(entry, shadow_encoder.encoder))
             except Exception as exc:
                 out.shadow_error = f"challenger encoding: {type(exc).__name__}: {exc}"
         try:
-            model_input = model.encoder.encode(entry.state, tx, self.risk.get(tx.counterparty_id))
-            entry.state = self.features.update_account_state(entry.state, tx)
+            model_input = model.encoder.encode(entry.state, tx, self.risk.get(tx.counterparty_id),
+                                               rows=self._rows(entry, model.encoder))
+            records = getattr(model_input, "records", None)
+            entry.state = self.features.update_account_state(
+                entry.state, tx, record=records[-1] if records else None)
         except Exception as exc:  # a feature bug must not stop the stream; the DLQ shows it
             self._dead(r, out, field_="(features)", error=f"{type(exc).__name__}: {exc}",
                        stage="features")
@@ -233,6 +237,18 @@ class ScoringCore:
         if (tx.tx_type in self.config.credit_tx_types and tx.direction == "debit"
                 and tx.counterparty_id != tx.account_id):
             out.outputs.append(Output(self.topics.credits, tx.counterparty_id.encode(), r.value or b""))
+
+    def _rows(self, entry: AccountEntry, encoder: Any) -> Any:
+        """The account's history token rows under ``encoder``'s spec (champion, maybe challenger)."""
+        spec = getattr(encoder, "spec", None)
+        if spec is None:
+            return None
+        rows = entry.caches.get(id(spec))
+        if rows is None or rows.spec is not spec:  # rows hold their spec, so its id is not reused
+            if len(entry.caches) >= 2:
+                entry.caches.clear()  # a swapped-out model's rows
+            rows = entry.caches[id(spec)] = self.features.HistoryRows(spec)
+        return rows
 
     def _credit(self, r: Record, out: BatchResult) -> None:
         try:

@@ -27,6 +27,7 @@ from typing import Any
 from txmon.contracts import Label
 
 POLICY_KEY = b"\x00policy"
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 @dataclass
@@ -36,6 +37,10 @@ class AccountEntry:
     index: list[list[Any]] = field(default_factory=list)
 
     _ids: dict[str, list[Any]] | None = field(default=None, repr=False, compare=False)
+    # Caches that only save work, never persisted: per-encoder token rows of the history (keyed by
+    # the spec's id; see streams.scoring) and the JSON text of history records and index items.
+    caches: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
+    _text: dict[int, tuple[Any, Any, str]] = field(default_factory=dict, repr=False, compare=False)
 
     def _lookup(self) -> dict[str, list[Any]]:
         if self._ids is None:
@@ -65,6 +70,29 @@ class AccountEntry:
         item = self._lookup().get(tx_id)
         if item is not None:
             item[2] = score
+
+    def to_json(self) -> bytes:
+        """The changelog value ``{"s": state, "i": index}``, the same text as ``json.dumps`` with
+        compact separators, but each history record and index item is serialised once and its text
+        reused while it stays unchanged (history records never change once appended; an index item
+        changes once, when its score is set): a full history is ~7 KB of text per account write."""
+        old, new = self._text, {}
+
+        def text(obj: Any, version: Any) -> str:
+            hit = old.get(id(obj))
+            if hit is None or hit[0] is not obj or hit[1] != version:
+                hit = (obj, version, _dumps(obj))
+            new[id(obj)] = hit
+            return hit[2]
+
+        parts = []
+        for k, v in self.state.items():
+            value = ("[" + ",".join(text(r, None) for r in v) + "]" if k == "h" and isinstance(v, list)
+                     else _dumps(v))
+            parts.append(f"{_dumps(k)}:{value}")
+        index = ",".join(text(item, item[2]) for item in self.index)
+        self._text = new
+        return ('{"s":{' + ",".join(parts) + '},"i":[' + index + "]}").encode()
 
 
 class AccountTable:
@@ -104,8 +132,7 @@ class AccountTable:
         out = []
         for account in sorted(self._dirty):
             e = self._entries[account]
-            out.append((self._partition_of[account], account.encode(),
-                        json.dumps({"s": e.state, "i": e.index}, separators=(",", ":")).encode()))
+            out.append((self._partition_of[account], account.encode(), e.to_json()))
         for p in sorted(self._dirty_policy):
             out.append((p, POLICY_KEY, json.dumps(self.policy_state[p]).encode()))
         self._dirty.clear()

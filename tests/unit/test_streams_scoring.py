@@ -204,3 +204,40 @@ def test_event_and_ingest_times_are_reported_for_latency(frame, encoder, topics)
     result = core.process(records, TokenModel(encoder))
     assert result.event_times == [t.to_pydatetime() for t in frame["event_time"][:10]]
     assert result.ingest_ms == [r.timestamp_ms for r in records]
+
+
+def test_changelog_values_are_the_json_of_the_state_when_written(frame, encoder, topics):
+    """Cached record and index-item texts (streams.tables.AccountEntry.to_json) never go stale:
+    across batches, trimmed indexes and scores set after an item was first written."""
+    core, model = make_core(topics), TokenModel(encoder)
+    core.config = core.config.model_copy(update={"label_index_size": 5})
+    records = tx_records(frame, topics)
+    checked = 0
+    for i in range(0, len(records), 9):
+        for o in outputs_on(core.process(records[i:i + 9], model), topics.changelog):
+            if o.key.startswith(b"\x00"):
+                continue
+            e = core.accounts.peek(o.key.decode())
+            assert o.value == json.dumps({"s": e.state, "i": e.index}, separators=(",", ":")).encode()
+            checked += 1
+    assert checked > len(records) // 2
+
+
+def test_a_worker_restored_from_the_changelog_scores_as_one_that_never_stopped(frame, encoder, topics):
+    """The restored worker starts with no token-row or text caches: same scores as warm ones."""
+    records = tx_records(frame, topics)
+    half = len(records) // 2
+    whole = make_core(topics).process(records, TokenModel(encoder))
+    first = make_core(topics)
+    log = outputs_on(first.process(records[:half], TokenModel(encoder)), topics.changelog)
+    second = make_core(topics)
+    for p in range(3):
+        second.accounts.restore(p, [(o.key, o.value) for o in log if o.partition == p])
+    rest = second.process(records[half:], TokenModel(encoder))
+
+    def by_tx(outs):
+        return {s.tx_id: s.score for s in (decode(Score, o.value) for o in outs)}
+
+    expected = by_tx(outputs_on(whole, topics.scores))
+    got = by_tx(outputs_on(rest, topics.scores))
+    assert got and got == {k: expected[k] for k in got}
