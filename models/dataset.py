@@ -135,11 +135,14 @@ def fit_spec(frame: pd.DataFrame, min_count: int = 20) -> FeatureSpec:
 
 def replay(frame: pd.DataFrame, spec: FeatureSpec, max_len: int,
            outcome: pd.Series | None = None, available_at: pd.Series | None = None,
-           progress: Callable[[int], None] | None = None) -> Replayed:
+           progress: Callable[[int], None] | None = None,
+           on_record: Callable[[int, dict], None] | None = None) -> Replayed:
     """Replay ``frame`` in event-time order (ties by tx_id).
 
     ``outcome`` (1/0/NaN per row, see :func:`label_outcome`) and ``available_at`` (when each label
     arrives) feed counterparty risk; a label counts only for transactions after it arrived.
+    ``on_record(row, record)``: called with each row's feature record (:func:`observe`), the one
+    the worker's drift monitor reads (``ScoredBatch.records``).
     """
     if not 1 <= max_len <= HISTORY_MAX + 1:
         raise ValueError(f"max_len must be in 1..{HISTORY_MAX + 1}")
@@ -184,6 +187,8 @@ def replay(frame: pd.DataFrame, spec: FeatureSpec, max_len: int,
             t, j, positive = heapq.heappop(labels)
             add_label(risks.setdefault(cp[j], new_counterparty_risk()), t, positive)
         state, rec = add(acc[i], o)
+        if on_record is not None:
+            on_record(i, rec)
         risk = risks.get(cp[i])
         row = records[m].copy()
         row[risk_col] = spec.risk_token(risk_of(risk, o.ts))

@@ -8,6 +8,8 @@ Layout (every file listed with its sha256 in ``manifest.json`` by :func:`models.
     hf/                 the transformers model (save_pretrained): the base for the next fine-tune
     feature_spec.json   vocabularies and bins (no identifiers)
     metrics.json        training metrics, ONNX-vs-torch parity, quantisation accuracy change
+    drift_reference/    optional: the drift monitor's reference from the validation window, with
+                        its simulated thresholds (streams.drift.shipped)
 
 Export fails (:class:`ExportError`, nothing written) if ONNX and torch disagree by more than
 :data:`PARITY_TOLERANCE` on any score or embedding value.
@@ -140,11 +142,13 @@ def export_artifact(model: TxmonModel, spec: FeatureSpec, out_dir: Path, version
                     metrics: dict[str, Any] | None = None,
                     sample_tokens: np.ndarray | dict[str, np.ndarray] | None = None,
                     eval_labels: np.ndarray | None = None, signer: Signer | None = None,
-                    quantize: bool = False, training: dict[str, Any] | None = None) -> Manifest:
+                    quantize: bool = False, training: dict[str, Any] | None = None,
+                    drift_reference: Any = None) -> Manifest:
     """Write the artifact directory ``out_dir`` (must not exist yet) and its manifest.
 
     ``sample_tokens``: real inputs for the parity check, a collated batch (``Replayed.inputs``) or
-    tokens alone (numeric inputs are then drawn at random); None = random inputs."""
+    tokens alone (numeric inputs are then drawn at random); None = random inputs.
+    ``drift_reference``: a ``streams.drift.DriftReference`` to ship (covered by the manifest)."""
     out_dir = Path(out_dir)
     if out_dir.exists() and any(out_dir.iterdir()):
         raise ExportError(f"{out_dir} exists and is not empty; artifacts are immutable")
@@ -166,6 +170,10 @@ def export_artifact(model: TxmonModel, spec: FeatureSpec, out_dir: Path, version
         (work / SPEC_FILE).write_text(spec.to_json())
         full = {**(metrics or {}), **report}
         (work / METRICS_FILE).write_text(json.dumps(full, indent=2, sort_keys=True, default=str))
+        if drift_reference is not None:
+            from streams.drift import shipped
+
+            shipped.save(drift_reference, work)
         meta = {"model_version": version, "max_len": model.config.max_len,
                 "fields": list(spec.fields), "onnx": ONNX_FILE, "inputs": input_names(model),
                 "numeric_mean": list(model.config.numeric_mean), **(training or {}),

@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from models.configuration import TxmonConfig
-from models.dataset import Replayed, fit_spec, label_outcome, replay
+from models.dataset import Replayed, _seconds, fit_spec, label_outcome, replay
 from models.metrics import average_precision
 from models.modeling import TxmonModel
 from models.numeric import NUMERIC
@@ -75,6 +75,15 @@ class TrainConfig:
     threads: int | None = None
     show_progress: bool = True
     quantize: bool = False
+    # Ship a drift reference in the artifact (streams.drift.shipped): the validation window's
+    # embeddings, scores and feature columns, thresholds simulated for this drift configuration
+    # (streams.drift.DriftConfig arguments; it must equal the worker's TXMON_WORKER__DRIFT_MONITOR
+    # or the worker ignores it and warms up). None: no reference. The simulation takes seconds to
+    # minutes depending on the ERT (README, "Drift").
+    drift_reference: dict[str, Any] | None = None
+    drift_reference_events: int = 100_000  # at most this many validation events, sampled
+    # Distribution-free CVM thresholds kept across builds (streams.drift.reference); None: none.
+    drift_threshold_cache: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -120,6 +129,50 @@ def predict(model: TxmonModel, data: Replayed, idx: np.ndarray, batch_size: int 
         for s in range(0, len(idx), batch_size):
             out[s:s + batch_size] = model(*model_inputs(model, data, idx[s:s + batch_size]))[0].numpy()
     return out
+
+
+def score_and_embed(model: TxmonModel, data: Replayed, idx: np.ndarray,
+                    batch_size: int = 2048) -> tuple[np.ndarray, np.ndarray]:
+    """Torch-eager (scores, pooled embeddings) for rows ``idx``."""
+    model.eval()
+    scores, embs = [], []
+    with torch.no_grad():
+        for s in range(0, len(idx), batch_size):
+            score, emb = model(*model_inputs(model, data, idx[s:s + batch_size]))
+            scores.append(score.numpy())
+            embs.append(emb.numpy())
+    return np.concatenate(scores), np.concatenate(embs).astype(np.float32)
+
+
+def reference_rows(validation: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """At most ``config.drift_reference_events`` rows of the validation window, sampled over all of
+    it (every hour of the day, not only the latest ones), in row order."""
+    if len(validation) <= config.drift_reference_events:
+        return np.sort(validation)
+    rng = np.random.default_rng(config.finetune.seed)
+    return np.sort(rng.choice(validation, config.drift_reference_events, replace=False))
+
+
+def drift_reference(model: TxmonModel, data: Replayed, rows: np.ndarray, records: dict[int, dict],
+                    config: TrainConfig, version: str) -> tuple[Any, dict[str, Any]]:
+    """The drift reference of the validation ``rows`` (scored here, thresholds simulated), and
+    what building it cost."""
+    from streams.drift import DriftConfig, shipped
+
+    drift = DriftConfig(**(config.drift_reference or {}))
+    start = time.perf_counter()
+    scores, embeddings = score_and_embed(model, data, rows)
+    ts = data.ts[rows]
+    source = (f"validation window of {version}: {len(rows):,} events, "
+              f"{pd.Timestamp(ts.min(), unit='s')} to {pd.Timestamp(ts.max(), unit='s')}")
+    cache = Path(config.drift_threshold_cache) if config.drift_threshold_cache else None
+    reference = shipped.build(embeddings, scores, [records[int(i)] for i in rows], drift, source,
+                              threshold_cache=cache)
+    cost = {"drift_reference_events": len(rows),
+            "drift_reference_seconds": round(time.perf_counter() - start, 1),
+            "drift_reference_bootstraps": dict(reference.n_bootstraps),
+            "drift_reference_ert_events": drift.total_ert_events}
+    return reference, cost
 
 
 def numeric_scaling(data: Replayed, idx: np.ndarray, max_rows: int = 200_000,
@@ -252,13 +305,29 @@ def finetune(frame: pd.DataFrame, base_artifact: Path | None, out_dir: Path, ver
     else:
         base, spec = None, fit_spec(frame, config.min_count)
     outcome, available, y = _known_labels(frame, config, label_column, labels_known_at)
-    data = replay(frame, spec, config.max_len, outcome, available)
+    # The validation window is a split by time, known before the replay: only the feature records
+    # of the rows the drift reference samples from it are kept.
+    _, holdout = time_split(_seconds(frame["event_time"]), np.arange(len(frame)),
+                            config.finetune.val_fraction)
+    ref_rows = reference_rows(holdout, config) if config.drift_reference is not None else None
+    records: dict[int, dict] = {}
+    keep = set() if ref_rows is None else set(ref_rows.tolist())
+
+    def on_record(i: int, rec: dict) -> None:
+        if i in keep:
+            records[i] = rec
+
+    data = replay(frame, spec, config.max_len, outcome, available,
+                  on_record=on_record if keep else None)
     trained = train(data, spec, np.arange(len(frame)), y, config, base)
-    _, holdout = time_split(data.ts, np.arange(len(frame)), config.finetune.val_fraction)
     metrics = dict(trained.metrics) | {"base": str(base_artifact) if base_artifact else "pretrained",
                                        "rows": len(frame)}
+    reference = None
+    if ref_rows is not None:
+        reference, cost = drift_reference(trained.model, data, ref_rows, records, config, version)
+        metrics |= cost
     manifest = export_artifact(trained.model, spec, Path(out_dir), version, metrics=metrics,
                                sample_tokens=data.inputs(holdout[:2048]), eval_labels=y[holdout[:2048]],
                                signer=signer, quantize=config.quantize,
-                               training={"config": config.to_dict()})
+                               training={"config": config.to_dict()}, drift_reference=reference)
     return metrics | {"artifact_sha256": manifest.artifact_sha256, "version": version}

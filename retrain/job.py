@@ -97,6 +97,16 @@ def _numeric(d: dict[str, Any]) -> dict[str, float]:
             if isinstance(v, int | float) and not isinstance(v, bool) and v == v}
 
 
+def drift_export(policy: Policy, home: Path) -> dict[str, Any]:
+    """TrainConfig options that ship a drift reference in the candidate, if the policy asks."""
+    if not policy.export.drift_reference:
+        return {}
+    from streams.config import WorkerConfig
+
+    return {"drift_reference": dict(WorkerConfig().drift_monitor),
+            "drift_threshold_cache": str(home / "drift" / "thresholds")}
+
+
 def run_job(trigger: dict[str, Any], settings: Any, policy: Policy, *,
             registry: Registry, publisher: Publisher, snapshot: Snapshot | None = None,
             train_config: Any = None, clock: Callable[[], datetime] = lambda: datetime.now(UTC),
@@ -141,7 +151,8 @@ def run_job(trigger: dict[str, Any], settings: Any, policy: Policy, *,
 
     progress("fine-tune + export")
     with stage("finetune_export"):
-        config = train_config or TrainConfig(show_progress=False)
+        config = train_config or TrainConfig(show_progress=False,
+                                             **drift_export(policy, Path(settings.home)))
         metrics = finetune(snapshot.train, champion_dir, out_dir, model_version, config,
                            signer=signer, labels_known_at=pd.Timestamp(snapshot.snapshot_time))
     manifest = read_manifest(out_dir)

@@ -105,12 +105,20 @@ class PromotionPolicy(_Strict):
     require_shadow: bool = False
 
 
+class ExportPolicy(_Strict):
+    # Ship a drift reference built on the candidate's validation window (streams.drift.shipped),
+    # calibrated for the worker's drift configuration as the job sees it (TXMON_WORKER__DRIFT_MONITOR);
+    # off: a new champion's reference comes from its first scored events (the worker's warm-up).
+    drift_reference: bool = False
+
+
 class Policy(_Strict):
     controller: ControllerPolicy = ControllerPolicy()
     snapshot: SnapshotPolicy = SnapshotPolicy()
     gates: GatePolicy = GatePolicy()
     shadow: ShadowPolicy = ShadowPolicy()
     promotion: PromotionPolicy = PromotionPolicy()
+    export: ExportPolicy = ExportPolicy()
     source_sha256: str = ""  # of the YAML it came from, so every decision names its policy
 
     def model_post_init(self, _context: object) -> None:

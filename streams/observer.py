@@ -1,27 +1,27 @@
 """The worker's drift hook: feeds :class:`streams.drift.DriftMonitor` from scored micro-batches.
 
 :class:`DriftFeed` implements :class:`streams.scoring.BatchObserver`. Per champion version it needs a
-:class:`~streams.drift.DriftReference`; artifacts do not ship one yet, so the first time a version
-serves, the feed builds it from a **warm-up window**: the first ``warmup_events`` events that version
-scores here (no drift is reported for them), then it simulates the detectors' thresholds on a
-background thread while scoring goes on (events scored meanwhile are not monitored). The reference is
-cached under ``references_dir/<version>``, so a restart loads it instead of warming up again, and the
-monitor continues from its last checkpoint in ``state_dir`` (``DriftMonitor.restore``).
+:class:`~streams.drift.DriftReference`, found in this order:
 
-A warm-up reference assumes the champion's first traffic is normal: drift that is already present
-when the champion starts becomes part of its reference. A reference built from the champion's
-validation window and saved to ``references_dir/<version>`` before the worker starts replaces the
-warm-up.
+1. **shipped in the artifact** (``drift_reference/``, :mod:`streams.drift.shipped`): built at export
+   from the champion's validation window, thresholds already simulated, covered by the artifact's
+   manifest. Used when it verifies and was calibrated for this feed's ``DriftConfig``;
+2. **cached** under ``references_dir/<version>`` (an earlier warm-up of this version here);
+3. **warm-up** (the fallback): the first ``warmup_events`` events that version scores here (no
+   drift is reported for them), then the detectors' thresholds are simulated on a background
+   thread while scoring goes on (events scored meanwhile are not monitored), and the result is
+   cached as in 2. A warm-up reference assumes the champion's first traffic is normal: drift
+   already present when it starts becomes part of its reference.
+
+The monitor continues from its last checkpoint in ``state_dir`` (``DriftMonitor.restore``).
 
 A promotion is seen as a batch scored by another version: the monitor stops, and restarts
-(``DriftMonitor.reset``) on the new version's reference, cached or warmed up. Shadow scores never
+(``DriftMonitor.reset``) on the new version's reference, shipped, cached or warmed up. Shadow scores never
 reach this feed (:mod:`streams.scoring`). Labels feed ADWIN with the champion's score; "alerted" is
 approximated by ``score >= alert_threshold``.
 
-Columns (one row per scored transaction): the pooled embedding; numeric ``log_amount``,
-``log_gap_s`` (seconds since the account's previous transaction; 30 days when it has none),
-``velocity_24h`` and ``amount_vs_usual`` (log amount minus the account's running mean; 0 until it
-has three transactions); binary ``alerted``, ``new_counterparty``, ``foreign`` and ``cross_border``.
+Columns (one row per scored transaction): the pooled embedding, the score, and the feature columns
+of :mod:`streams.drift.columns` (``alerted`` only in a warm-up reference: a shipped one has none).
 """
 
 from __future__ import annotations
@@ -33,15 +33,12 @@ from pathlib import Path
 
 import numpy as np
 
-from streams.drift import DriftConfig, DriftMonitor, DriftReference, ReferenceError
+from streams.drift import DriftConfig, DriftMonitor, DriftReference, ReferenceError, shipped
+from streams.drift.columns import BINARY, FEATURES, record_columns
 from streams.scoring import ScoredBatch
 from txmon.contracts import Drift, Label
 
 log = logging.getLogger(__name__)
-
-NO_PREVIOUS_GAP_S = 30 * 86_400
-FEATURES = ("log_amount", "log_gap_s", "velocity_24h", "amount_vs_usual")
-BINARY = ("alerted", "new_counterparty", "foreign", "cross_border")
 
 
 def columns(batch: ScoredBatch) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
@@ -58,21 +55,7 @@ def columns(batch: ScoredBatch) -> tuple[dict[str, np.ndarray], dict[str, np.nda
     (4.605, 0.0, array([ True]))
     """
     recs = batch.records or [{} for _ in batch.transactions]
-    amounts = [r.get("amt", float(tx.amount)) for r, tx in zip(recs, batch.transactions, strict=True)]
-    features = {
-        "log_amount": np.log1p(np.maximum(np.asarray(amounts, dtype=np.float64), 0.0)),
-        "log_gap_s": np.log1p(np.asarray([NO_PREVIOUS_GAP_S if r.get("dtp") is None else r["dtp"]
-                                          for r in recs], dtype=np.float64)),
-        "velocity_24h": np.asarray([r.get("v24h") or 0 for r in recs], dtype=np.float64),
-        "amount_vs_usual": np.asarray([r.get("rel") or 0.0 for r in recs], dtype=np.float64),
-    }
-    binary = {
-        "alerted": np.asarray(batch.alerted, dtype=bool),
-        "new_counterparty": np.asarray([bool(r.get("ncp")) for r in recs]),
-        "foreign": np.asarray([bool(r.get("foreign")) for r in recs]),
-        "cross_border": np.asarray([bool(r.get("cp_foreign")) for r in recs]),
-    }
-    return features, binary
+    return record_columns(recs, [float(tx.amount) for tx in batch.transactions], batch.alerted)
 
 
 class _Window:
@@ -100,13 +83,15 @@ class DriftFeed:
 
     def __init__(self, config: DriftConfig, state_dir: Path, references_dir: Path, *,
                  warmup_events: int = 20_000, alert_threshold: float = 0.8,
-                 background: bool = True, cold_events: int = 0):
+                 background: bool = True, cold_events: int = 0,
+                 threshold_cache: Path | None = None):
         if warmup_events < config.block_events:
             raise ValueError(f"warmup_events ({warmup_events}) is less than one block "
                              f"({config.block_events} events)")
         self.config = config
         self.state_dir = Path(state_dir)
         self.references_dir = Path(references_dir)
+        self.threshold_cache = threshold_cache  # distribution-free CVM thresholds, shared
         self.warmup_events = warmup_events
         # A worker that starts with empty per-account state sees every counterparty as new and no
         # gap since a previous transaction: its first events describe a cold cache, not the world,
@@ -136,7 +121,7 @@ class DriftFeed:
     # -- BatchObserver ---------------------------------------------------------------------
     def on_batch(self, batch: ScoredBatch) -> list[Drift]:
         if batch.model_version != self.version:
-            self._switch(batch.model_version)
+            self._switch(batch.model_version, batch.artifact_dir, batch.artifact_sha256)
         if not self.active:
             # Warm-up events (and the batch that completes the reference) are not monitored.
             self._warm(batch)
@@ -154,9 +139,14 @@ class DriftFeed:
                                             label.label_time)
 
     # -- lifecycle -------------------------------------------------------------------------
-    def _switch(self, version: str) -> None:
+    def _switch(self, version: str, artifact_dir: Path | None = None,
+                artifact_sha256: str | None = None) -> None:
         log.info("drift: champion is now %s (was %s)", version, self.version)
         self.version, self.active, self._window, self._building = version, False, None, None
+        shipped_reference = shipped.load(artifact_dir, self.config, artifact_sha256)
+        if shipped_reference is not None:
+            self._start(shipped_reference, version)
+            return
         try:
             reference = DriftReference.load(self.references_dir / version, self.config)
         except ReferenceError as exc:
@@ -202,7 +192,8 @@ class DriftFeed:
         emb, features, binary, scores = window.stacked()
         reference = DriftReference.build(emb, features, binary, scores, self.config,
                                          source=f"warm-up: first {window.events} events scored by "
-                                                f"{version} in this worker")
+                                                f"{version} in this worker",
+                                         threshold_cache=self.threshold_cache)
         reference.save(self.references_dir / version)
         return reference
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
@@ -112,6 +113,9 @@ class ScoredBatch:
     alerted: np.ndarray
     # Each transaction's feature record (``models.features.observe``): gaps, velocities, novelty.
     records: list[dict[str, Any]] = field(default_factory=list)
+    # Where the scoring artifact lives and its verified digest: the drift reference it may ship.
+    artifact_dir: Path | None = None
+    artifact_sha256: str | None = None
 
 
 class BatchObserver(Protocol):
@@ -319,7 +323,8 @@ class ScoringCore:
                 model.version, [p.tx for p in pending], batch, np.asarray(scores),
                 np.asarray(embeddings), alerted,
                 [p.model_input.records[-1] if getattr(p.model_input, "records", None) else {}
-                 for p in pending])), out)
+                 for p in pending], getattr(model, "artifact_dir", None),
+                getattr(model, "sha256", None))), out)
         return batch
 
     def _shadow(self, pending: list[_Pending], challenger: Model,

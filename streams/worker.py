@@ -449,7 +449,8 @@ class Worker:
 
 def drift_feed(settings: Settings, config: WorkerConfig) -> BatchObserver:
     """The drift monitor as configured: checkpoints in ``drift_state_dir`` (default
-    ``$TXMON_HOME/drift/state``), references cached in ``$TXMON_HOME/drift/references/<version>``."""
+    ``$TXMON_HOME/drift/state``), references cached in ``$TXMON_HOME/drift/references/<version>``,
+    distribution-free CVM thresholds in ``$TXMON_HOME/drift/thresholds``."""
     from streams.drift import DriftConfig
     from streams.observer import DriftFeed
 
@@ -457,7 +458,7 @@ def drift_feed(settings: Settings, config: WorkerConfig) -> BatchObserver:
     return DriftFeed(DriftConfig(**config.drift_monitor), config.drift_state_dir or home / "state",
                      home / "references", warmup_events=config.drift_warmup_events,
                      cold_events=config.drift_cold_events,
-                     alert_threshold=config.policy.threshold)
+                     alert_threshold=config.policy.threshold, threshold_cache=home / "thresholds")
 
 
 def run_worker(settings: Settings, config: WorkerConfig, observer: BatchObserver | None = None) -> None:

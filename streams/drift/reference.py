@@ -4,6 +4,12 @@ calibrations (simulated thresholds) computed from them once and cached next to t
 ``DriftReference.build`` runs alibi-detect's threshold simulation — the expensive part, seconds to
 minutes depending on the ERT. ``save`` writes it; ``load`` reads it back and checks it was built for
 the same configuration and has not been altered, so a restarted worker never simulates again.
+
+The Cramér-von Mises thresholds are rank-based and distribution-free: alibi simulates them on
+Gaussian noise, so they depend on the reference size, windows, ERT, feature count, bootstrap count
+and seed, never on the data. ``build(..., threshold_cache=DIR)`` keeps them in ``DIR`` under a key of
+exactly those, so only the first reference of a drift configuration pays for them; the next
+champion's reference simulates only the data-dependent LSDD thresholds.
 """
 
 from __future__ import annotations
@@ -44,6 +50,36 @@ def _make_detector(group: Group, x_ref: np.ndarray, config: DriftConfig, n_boots
                               seed=config.seed)
 
 
+def _cvm_cache_key(group: Group, n_ref: int, n_features: int, config: DriftConfig,
+                   n_bootstraps: int) -> str:
+    import alibi_detect
+
+    shaping = {"kind": "cvm", "n_ref": n_ref, "n_features": n_features, "windows": config.cvm_windows,
+               "ert": config.ert_steps(group), "n_bootstraps": n_bootstraps, "seed": config.seed,
+               "alibi_detect": alibi_detect.__version__}
+    return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=list).encode()).hexdigest()[:32]
+
+
+def _calibrate(group: Group, x_ref: np.ndarray, config: DriftConfig, n_bootstraps: int,
+               cache: Path | None) -> Calibration:
+    """Simulate ``group``'s thresholds, or take distribution-free CVM ones from ``cache``."""
+    path = None
+    if cache is not None and group != "embedding":
+        path = Path(cache) / f"cvm-{_cvm_cache_key(group, *x_ref.shape, config, n_bootstraps)}.npy"
+        if path.is_file():
+            try:
+                return {"thresholds": np.load(path, allow_pickle=False)}
+            except (OSError, ValueError):
+                pass  # unreadable: simulate again and overwrite
+    calibration = _make_detector(group, x_ref, config, n_bootstraps, None).calibration
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{id(calibration)}.tmp.npy")
+        np.save(tmp, calibration["thresholds"])
+        tmp.replace(path)  # atomic: a concurrent builder never reads half a file
+    return calibration
+
+
 @dataclass
 class DriftReference:
     """Reference block summaries per detector group, their column names and calibrations."""
@@ -59,8 +95,10 @@ class DriftReference:
     @classmethod
     def build(cls, embeddings: np.ndarray | None, features: dict[str, np.ndarray],
               binary: dict[str, np.ndarray], scores: np.ndarray | None, config: DriftConfig,
-              progress: Progress | None = None, source: str = "") -> DriftReference:
-        """Summarise the reference events into blocks and simulate every detector's thresholds.
+              progress: Progress | None = None, source: str = "",
+              threshold_cache: Path | None = None) -> DriftReference:
+        """Summarise the reference events into blocks and simulate every detector's thresholds
+        (CVM ones from ``threshold_cache`` when an earlier build left them there).
 
         Any input may be empty/None: its detector group is then left out (its share of the
         false-alarm budget goes unused, which only makes the monitor quieter).
@@ -84,8 +122,8 @@ class DriftReference:
             n_boot[group] = config.n_bootstraps(group, len(columns[group]))
             if progress:
                 progress(f"{group}: simulating {n_boot[group]:,} streams for thresholds")
-            det = _make_detector(group, blocks[group], config, n_boot[group], None)
-            calibrations[group] = det.calibration
+            calibrations[group] = _calibrate(group, blocks[group], config, n_boot[group],
+                                             threshold_cache)
         return cls(config.fingerprint(), blocks, columns, calibrations, n_boot, source=source)
 
     def detectors(self, config: DriftConfig) -> dict[Group, Detector]:

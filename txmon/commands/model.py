@@ -72,6 +72,10 @@ def register(app: typer.Typer) -> None:
         quantize: Annotated[bool, typer.Option(help="also export an int8 graph")] = False,
         threads: Annotated[int, typer.Option(help="torch threads")] = 2,
         seed: Annotated[int, typer.Option()] = 0,
+        drift_reference: Annotated[bool, typer.Option(
+            help="ship a drift reference of the validation window, calibrated for the worker's "
+                 "drift settings (TXMON_WORKER__DRIFT_MONITOR); the first build of a setting "
+                 "simulates thresholds (minutes at the default ERT)")] = True,
     ) -> None:
         """Pre-train (masked fields) + fine-tune the transformer and export a verified artifact."""
         from models.artifact import HmacSigner
@@ -85,6 +89,11 @@ def register(app: typer.Typer) -> None:
                           finetune=FinetuneConfig(seed=seed))
         cfg.max_len = max_len or cfg.max_len
         cfg.finetune.epochs = epochs or cfg.finetune.epochs
+        if drift_reference:
+            from streams.config import WorkerConfig
+
+            cfg.drift_reference = dict(WorkerConfig().drift_monitor)
+            cfg.drift_threshold_cache = str(get_settings().home / "drift" / "thresholds")
         key = get_settings().signing_key
         signer = HmacSigner(key.get_secret_value().encode()) if key else None
         metrics = finetune(frame, base, out, version, cfg, signer=signer)

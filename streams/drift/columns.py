@@ -1,0 +1,56 @@
+"""The per-transaction columns the drift monitor watches, from feature records.
+
+One definition for both places that need them: the worker's feed (:mod:`streams.observer`, records
+of live scored batches) and the reference an artifact ships (:mod:`streams.drift.shipped`, records of
+the validation window replayed through the same feature code, :func:`models.dataset.replay`).
+
+Numeric: ``log_amount``, ``log_gap_s`` (seconds since the account's previous transaction; 30 days
+when it has none), ``velocity_24h`` and ``amount_vs_usual`` (log amount minus the account's running
+mean; 0 until it has three transactions). Binary: ``alerted`` (live only), ``new_counterparty``,
+``foreign`` and ``cross_border``.
+
+>>> f, b = record_columns([{"amt": 99.0, "dtp": None, "v24h": 2, "rel": None, "ncp": True}])
+>>> round(float(f["log_amount"][0]), 3), float(f["amount_vs_usual"][0]), b["new_counterparty"]
+(4.605, 0.0, array([ True]))
+>>> sorted(b)
+['cross_border', 'foreign', 'new_counterparty']
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+NO_PREVIOUS_GAP_S = 30 * 86_400
+FEATURES = ("log_amount", "log_gap_s", "velocity_24h", "amount_vs_usual")
+BINARY = ("alerted", "new_counterparty", "foreign", "cross_border")
+
+
+def record_columns(records: Sequence[dict[str, Any]], amounts: Sequence[float] | None = None,
+                   alerted: np.ndarray | None = None) -> tuple[dict[str, np.ndarray], dict[str, np.ndarray]]:
+    """(numeric features, binary signals), one row per record.
+
+    ``amounts``: used where a record has no ``amt``; ``alerted``: the alert decisions, left out
+    when None (a validation window has scores, not the serving policy's decisions).
+    """
+    if amounts is None:
+        amounts = [r["amt"] for r in records]
+    else:
+        amounts = [r.get("amt", a) for r, a in zip(records, amounts, strict=True)]
+    features = {
+        "log_amount": np.log1p(np.maximum(np.asarray(amounts, dtype=np.float64), 0.0)),
+        "log_gap_s": np.log1p(np.asarray([NO_PREVIOUS_GAP_S if r.get("dtp") is None else r["dtp"]
+                                          for r in records], dtype=np.float64)),
+        "velocity_24h": np.asarray([r.get("v24h") or 0 for r in records], dtype=np.float64),
+        "amount_vs_usual": np.asarray([r.get("rel") or 0.0 for r in records], dtype=np.float64),
+    }
+    binary = {
+        "new_counterparty": np.asarray([bool(r.get("ncp")) for r in records], dtype=bool),
+        "foreign": np.asarray([bool(r.get("foreign")) for r in records], dtype=bool),
+        "cross_border": np.asarray([bool(r.get("cp_foreign")) for r in records], dtype=bool),
+    }
+    if alerted is not None:
+        binary["alerted"] = np.asarray(alerted, dtype=bool)
+    return features, binary
