@@ -37,3 +37,26 @@ def test_positive_repeats_and_negative_sampling_are_undone_in_the_scores() -> No
     assert s[y > 0.5].mean() > 10 * s[y <= 0.5].mean()  # the planted fraud pattern is learnt
     # Trained on ~1 positive in 4 rows, the scores still average near the real prevalence.
     assert abs(s.mean() - y.mean()) < 0.5 * y.mean()
+
+
+def test_unlabelled_recent_transactions_are_left_out_and_labels_count_when_they_arrive() -> None:
+    import pandas as pd
+
+    from models.finetune import known_labels
+
+    t0 = pd.Timestamp("2026-03-01", tz="UTC")
+    frame = pd.DataFrame({
+        "event_time": [t0, t0, t0 + pd.Timedelta(days=9), t0 + pd.Timedelta(days=9),
+                       t0 + pd.Timedelta(days=10)],
+        "label": ["fraud", None, "fraud", None, "legit"],
+        "label_time": [t0 + pd.Timedelta(days=1), pd.NaT, t0 + pd.Timedelta(days=12), pd.NaT,
+                       t0 + pd.Timedelta(days=10, hours=2)],
+    })
+    cfg = TrainConfig(label_maturity="7D")
+    _, arrival, y, usable = known_labels(frame, cfg, cutoff=t0 + pd.Timedelta(days=11))
+    # old fraud: known; old unlabelled: mature, so legitimate; fraud labelled after the cutoff and a
+    # recent unlabelled one: unknown, left out; a label that arrived 2 h after its transaction: known
+    # then (not held back by a fixed label delay).
+    assert usable.tolist() == [True, True, False, False, True]
+    assert y.tolist() == [1.0, 0.0, 0.0, 0.0, 0.0]
+    assert arrival.isna().tolist() == [False, True, True, True, False]
