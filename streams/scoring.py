@@ -33,7 +33,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from streams.config import WorkerConfig
-from streams.dlq import dead_letter, from_contract_error
+from streams.dlq import dead_letter, from_contract_error, record_key
 from streams.policy import AlertPolicy
 from streams.rules import rule_hits
 from streams.tables import AccountEntry, AccountTable, CounterpartyRisk
@@ -196,7 +196,7 @@ class ScoringCore:
         dl = (from_contract_error(r.topic, r.partition, r.offset, r.key, r.value, exc, stage=stage)
               if exc is not None else
               dead_letter(r.topic, r.partition, r.offset, r.key, r.value, field_, error, stage=stage))
-        out.outputs.append(Output(self.topics.dlq, r.key, dl.to_bytes()))
+        out.outputs.append(Output(self.topics.dlq, record_key(r.key), dl.to_bytes()))
         out.dead.append((dl.stage, dl.error_field or ""))
 
     def _transaction(self, r: Record, model: Model, out: BatchResult, pending: list[_Pending],
