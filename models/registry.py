@@ -192,16 +192,37 @@ class Registry:
             self.clear_alias(CHALLENGER)
         return previous.version if previous else None
 
-    def rollback(self) -> tuple[str, str]:
-        """Restore the previous champion; returns ``(from_version, to_version)``."""
+    def rollback_target(self) -> tuple[str, str]:
+        """``(from_version, to_version)`` a rollback would move ``champion`` between; raises
+        :class:`RegistryError` if there is none or either end was deleted from the registry."""
         hist = self.history()
         current = self.alias(CHAMPION)
+        if current is None and hist and not self._exists(hist[-1]):
+            # MLflow drops an alias with its version; the history still names the deleted champion.
+            raise RegistryError(f"the champion alias points at nothing: version {hist[-1]} was "
+                                "deleted from the registry; promote a version explicitly")
         if current is None or len(hist) < 2:
             raise RegistryError("no earlier champion to roll back to")
         to = hist[-2]
+        if not self._exists(to):
+            raise RegistryError(f"the previous champion, version {to}, was deleted from the registry; "
+                                f"champion stays version {current.version}")
+        return current.version, to
+
+    def _exists(self, version: str) -> bool:
+        try:
+            self.get(version)
+        except RegistryError:
+            return False
+        return True
+
+    def rollback(self) -> tuple[str, str]:
+        """Restore the previous champion; returns ``(from_version, to_version)``."""
+        current, to = self.rollback_target()
+        hist = self.history()
         self.set_alias(CHAMPION, to)
         self.client.set_registered_model_tag(self.model_name, HISTORY_TAG, ",".join(hist[:-1]))
-        return current.version, to
+        return current, to
 
     def local_dir(self, version: str, cache: Path | None = None) -> Path:
         """A local directory holding the version's artifact files (downloaded if remote)."""

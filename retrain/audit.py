@@ -27,7 +27,7 @@ from typing import Any
 
 GENESIS = "0" * 64
 KINDS = frozenset({"trigger", "decision", "job", "snapshot", "candidate", "gates", "shadow",
-                   "approval", "promotion", "rejection", "rollback"})
+                   "approval", "promotion", "rejection", "rollback", "refusal"})
 
 
 def _canonical(entry: dict[str, Any]) -> bytes:

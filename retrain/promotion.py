@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any, Literal, Protocol
 
 from models.artifact import Signer, read_manifest, verify
-from models.registry import CHALLENGER, Registry, VersionInfo
+from models.registry import CHALLENGER, Registry, RegistryError, VersionInfo
 from retrain import modelcard
 from retrain.audit import AuditLog
 from retrain.policy import Policy
@@ -155,13 +155,23 @@ class Governance:
         self.audit.append("approval", actor=by, version=version, note=note)
         self.promote(version, by=by)
 
+    def _verified(self, version: str, action: str, by: str) -> tuple[VersionInfo, Any]:
+        """The version and its verified manifest; or a refusal — recorded in the audit log, the
+        error re-raised, nothing moved or published, so workers keep serving what they serve."""
+        try:
+            v = self.registry.get(version)
+            return v, verify(self.registry.local_dir(version), expected_sha256=v.artifact_sha256,
+                             verifier=self.verifier)
+        except Exception as exc:  # RegistryError, ArtifactError, an MLflow download error: all refuse
+            self.audit.append("refusal", actor=by, action=action, version=version,
+                              reason=f"{type(exc).__name__}: {exc}")
+            raise
+
     def promote(self, version: str, by: str) -> ModelEvent:
         """Verify the artifact, move ``champion``, publish ``promoted``. Raises if it does not verify."""
-        v = self.registry.get(version)
+        v, manifest = self._verified(version, "promotion", by)
         if v.status == "rejected":
             raise PromotionError(f"version {version} was rejected by its gates and cannot be promoted")
-        directory = self.registry.local_dir(version)
-        manifest = verify(directory, expected_sha256=v.artifact_sha256, verifier=self.verifier)
         previous = self.registry.make_champion(version)
         if previous and previous != version:
             self.registry.set_tags(previous, {"status": "retired"})
@@ -177,11 +187,18 @@ class Governance:
         return event
 
     def rollback(self, by: str, reason: str = "") -> tuple[str, str]:
-        """Restore the previous champion in one step; returns ``(from_version, to_version)``."""
+        """Restore the previous champion in one step; returns ``(from_version, to_version)``.
+
+        Refused (``RegistryError`` or ``ArtifactError``, an audit ``refusal``, the alias unmoved)
+        when the previous champion was deleted from the registry or its artifact no longer verifies.
+        """
+        try:
+            _, target = self.registry.rollback_target()
+        except RegistryError as exc:
+            self.audit.append("refusal", actor=by, action="rollback", reason=str(exc))
+            raise
+        _, manifest = self._verified(target, "rollback", by)  # before the alias moves
         demoted, restored = self.registry.rollback()
-        manifest = verify(self.registry.local_dir(restored),
-                          expected_sha256=self.registry.get(restored).artifact_sha256,
-                          verifier=self.verifier)
         self.registry.set_tags(demoted, {"status": "rolled_back", "rolled_back_by": by})
         self.registry.set_tags(restored, {"status": "promoted"})
         entry = self.audit.append("rollback", actor=by, from_version=demoted, to_version=restored,

@@ -26,6 +26,10 @@ On start the worker reads ``txmon.models`` from the beginning. While it catches 
 (:meth:`ModelSlot.begin_catch_up` .. :meth:`ModelSlot.finish_catch_up`) events are only folded into
 "what should serve now", and only that champion and challenger are loaded: a restart does not load
 every artifact in the topic's history, nor dead-letter old artifacts that were since cleaned up.
+If that champion is refused (its registry version was deleted with its files, or it no longer
+verifies) and the worker has no ``--model`` to serve, it is dead-lettered like any refusal and the
+worker falls back to the champion promoted before it, and so on (the last :data:`FALLBACKS`
+champions): a restart keeps serving the old model as a running worker would, instead of none.
 
 Rollback is a new ``promoted`` event for the older version (what ``txmon`` rollback publishes); a
 ``rolled_back`` event by itself does not change what a worker serves (it only ends a shadow of that
@@ -88,6 +92,7 @@ class _Pending:
 
 
 _KEEP = object()  # "no challenger change is waiting" (None means "stop shadowing")
+FALLBACKS = 8  # earlier champions a restarting worker may fall back to
 
 
 class ModelSlot:
@@ -104,7 +109,8 @@ class ModelSlot:
         self.refusals: list[Refusal] = []
         self._refused: set[tuple[str, str]] = set()
         self._catching_up = False
-        self._backlog: dict[str, _Pending | None] = {"champion": None, "challenger": None}
+        self._backlog: dict[str, _Pending | None] = {"challenger": None}
+        self._champions: list[_Pending] = []  # promoted while catching up, oldest first, one per version
         self.on_swap: Callable[[Any], None] | None = None
         self.on_shadow: Callable[[Any | None], None] | None = None
         self.on_refusal: Callable[[Refusal], None] | None = None
@@ -185,10 +191,16 @@ class ModelSlot:
     async def finish_catch_up(self) -> None:
         """Load the champion and challenger the folded history asks for."""
         self._catching_up = False
-        for kind in ("champion", "challenger"):
-            pending, self._backlog[kind] = self._backlog[kind], None
-            if pending is not None:
-                await self._apply(pending.event, pending.where)
+        champions, self._champions = self._champions, []
+        for i, pending in enumerate(reversed(champions)):
+            if i:
+                log.warning("falling back to the earlier champion %s", pending.event.version)
+            await self._apply(pending.event, pending.where)
+            if self._target_champion() is not None:
+                break  # loaded, or refused while an installed model (--model) goes on serving
+        pending, self._backlog["challenger"] = self._backlog["challenger"], None
+        if pending is not None:
+            await self._apply(pending.event, pending.where)
 
     async def offer(self, raw: bytes | None, topic: str, partition: int, offset: int) -> bool:
         """Handle one ``txmon.models`` record; True when a model change now waits for its batch."""
@@ -206,7 +218,8 @@ class ModelSlot:
     def _fold(self, ev: ModelEvent, where: tuple[str, int, int, bytes | None]) -> None:
         chall = self._backlog["challenger"]
         if ev.event == "promoted":
-            self._backlog["champion"] = _Pending(ev, where)
+            self._champions = [p for p in self._champions if p.event.version != ev.version]
+            self._champions = [*self._champions, _Pending(ev, where)][-FALLBACKS:]
             if chall is not None and chall.event.version == ev.version:
                 self._backlog["challenger"] = None
         elif ev.event == "validated":

@@ -153,11 +153,13 @@ def approve(version: str, by: By, note: Annotated[str, typer.Option(help="review
 @models_app.command()
 def promote(version: str, by: By, policy: PolicyOpt = None) -> None:
     """Make a version champion (e.g. re-promote a retired one). Rejected versions are refused."""
+    from models.artifact import ArtifactError
+    from models.registry import RegistryError
     from retrain.promotion import PromotionError
 
     try:
         ev = _governance(policy).promote(version, by=by)
-    except PromotionError as exc:
+    except (PromotionError, RegistryError, ArtifactError) as exc:
         _fail(str(exc))
     console.print(f"[green]promoted {version}[/green] ({ev.version}, sha256 {ev.artifact_sha256[:12]}…)")
 
@@ -165,12 +167,13 @@ def promote(version: str, by: By, policy: PolicyOpt = None) -> None:
 @models_app.command()
 def rollback(by: By, reason: Annotated[str, typer.Option(help="why (recorded)")] = "") -> None:
     """Restore the previous champion in one step."""
+    from models.artifact import ArtifactError
     from models.registry import RegistryError
 
     try:
         demoted, restored = _governance().rollback(by=by, reason=reason)
-    except RegistryError as exc:
-        _fail(str(exc))
+    except (RegistryError, ArtifactError) as exc:
+        _fail(f"rollback refused (recorded in the audit log), champion unchanged: {exc}")
     console.print(f"[yellow]rolled back[/yellow]: champion {demoted} -> {restored}")
 
 
