@@ -63,7 +63,12 @@ class WorkerConfig(BaseSettings):
     # Transactions per account remembered for joining late labels (counterparty and score).
     label_index_size: int = Field(512, ge=0)
     credit_tx_types: tuple[str, ...] = ("transfer",)
-    store: Literal["memory"] = "memory"
+    # Account entries: "memory", or "rocksdb" (streams.store; needs rocksdict) with the most recent
+    # store_cache_entries in memory and the rest in store_dir (default $TXMON_HOME/worker/<id>),
+    # wiped at start. Either way they are restored from the changelog.
+    store: Literal["memory", "rocksdb"] = "memory"
+    store_dir: Path | None = None
+    store_cache_entries: int = Field(100_000, ge=1)
     model_dir: Path | None = None
     intra_op_threads: int = Field(1, ge=1)
     # /metrics (Prometheus) and /health; 0 picks a free port (tests), -1 serves neither.

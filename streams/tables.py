@@ -5,8 +5,9 @@ recent transactions (tx_id -> counterparty, score) to join late labels, and, per
 alert budget's state. Held in memory and made durable by a compacted changelog topic written *inside
 the same Kafka transaction* as the scores and the consumed offsets, one changelog partition per input
 partition; a worker that is assigned a partition replays that changelog partition (read_committed)
-before it scores. (RocksDB is not used: ``rocksdict`` is not installed here; memory plus changelog is
-the supported store and restore time is bounded by compaction.) Account values are zlib-compressed
+before it scores. (Entries are in memory, or with ``store="rocksdb"`` mostly on local disk,
+:mod:`streams.store`; either way they are restored from the changelog, and restore time is bounded
+by compaction.) Account values are zlib-compressed
 JSON (:func:`account_value`).
 
 **Counterparty risk** — keyed by counterparty, but the stream is partitioned by *account*, and any
@@ -22,7 +23,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,13 +114,25 @@ class AccountEntry:
         return ('{"s":{' + ",".join(texts) + '},"i":[' + ",".join(items) + "]}").encode()
 
 
+def entry_bytes(entry: AccountEntry) -> bytes:
+    """An entry as its changelog value."""
+    return zlib.compress(entry.to_json(), COMPRESSION_LEVEL)
+
+
+def entry_from_bytes(value: bytes) -> AccountEntry:
+    data = json.loads(account_value(value))
+    return AccountEntry(data["s"], data.get("i", []))
+
+
 class AccountTable:
     """Accounts of the partitions this worker owns, and which of them changed since the last flush."""
 
-    def __init__(self, new_state: Callable[[], dict[str, Any]], new_policy_state: Callable[[], dict]):
+    def __init__(self, new_state: Callable[[], dict[str, Any]], new_policy_state: Callable[[], dict],
+                 entries: MutableMapping[str, AccountEntry] | None = None):
+        """``entries``: where entries live (default a dict; see :mod:`streams.store`)."""
         self._new_state = new_state
         self._new_policy_state = new_policy_state
-        self._entries: dict[str, AccountEntry] = {}
+        self._entries: MutableMapping[str, AccountEntry] = {} if entries is None else entries
         self._partition_of: dict[str, int] = {}
         self.policy_state: dict[int, dict[str, Any]] = {}
         self._dirty: set[str] = set()
@@ -150,8 +163,7 @@ class AccountTable:
         out = []
         for account in sorted(self._dirty):
             e = self._entries[account]
-            out.append((self._partition_of[account], account.encode(),
-                        zlib.compress(e.to_json(), COMPRESSION_LEVEL)))
+            out.append((self._partition_of[account], account.encode(), entry_bytes(e)))
         for p in sorted(self._dirty_policy):
             out.append((p, POLICY_KEY, json.dumps(self.policy_state[p]).encode()))
         self._dirty.clear()
@@ -176,8 +188,7 @@ class AccountTable:
                 self._entries.pop(account, None)
                 self._partition_of.pop(account, None)
                 continue
-            data = json.loads(account_value(value))
-            self._entries[account] = AccountEntry(data["s"], data.get("i", []))
+            self._entries[account] = entry_from_bytes(value)
             self._partition_of[account] = partition
         return n
 

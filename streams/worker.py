@@ -50,6 +50,7 @@ from streams.hotswap import ModelSlot, Refusal, load_scorer
 from streams.metrics import WorkerMetrics
 from streams.policy import AlertPolicy
 from streams.scoring import BatchObserver, BatchResult, Output, Record, ScoringCore, Topics
+from streams.store import account_entries
 from streams.tables import AccountTable, CounterpartyRisk
 from txmon.settings import Settings
 
@@ -182,7 +183,9 @@ class Worker:
         self.generation = 0
         self._stopping = asyncio.Event()
         self.features = features
-        self.accounts = AccountTable(features.new_account_state, AlertPolicy.new_state)
+        self.accounts = AccountTable(features.new_account_state, AlertPolicy.new_state, account_entries(
+            config.store, config.store_dir or settings.home / "worker" / config.instance_id / "accounts",
+            config.store_cache_entries))
         self.risk = CounterpartyRisk(features.new_counterparty_risk, features.update_counterparty_risk)
         self.observer = observer
         self.slot = ModelSlot(loader or (lambda d, sha: load_scorer(d, sha, settings,
