@@ -85,7 +85,9 @@ class TrainConfig:
     # or the worker ignores it and warms up). None: no reference. The simulation takes seconds to
     # minutes depending on the ERT (README, "Drift").
     drift_reference: dict[str, Any] | None = None
-    drift_reference_events: int = 100_000  # at most this many validation events, sampled
+    # The validation window, extended back to this many days when it is shorter: traffic has weekly
+    # cycles, and a reference of weekdays only reads every weekend as drift.
+    drift_reference_days: float = 14.0
     # Distribution-free CVM thresholds kept across builds (streams.drift.reference); None: none.
     drift_threshold_cache: str | None = None
 
@@ -158,13 +160,26 @@ def score_and_embed(model: TxmonModel, data: Replayed, idx: np.ndarray,
     return np.concatenate(scores), np.concatenate(embs).astype(np.float32)
 
 
-def reference_rows(validation: np.ndarray, config: TrainConfig) -> np.ndarray:
-    """At most ``config.drift_reference_events`` rows of the validation window, sampled over all of
-    it (every hour of the day, not only the latest ones), in row order."""
-    if len(validation) <= config.drift_reference_events:
-        return np.sort(validation)
-    rng = np.random.default_rng(config.finetune.seed)
-    return np.sort(rng.choice(validation, config.drift_reference_events, replace=False))
+def reference_rows(ts: np.ndarray, validation: np.ndarray, config: TrainConfig) -> np.ndarray:
+    """Rows of the drift reference, in time order: the reference blocks (consecutive events, as
+    live blocks are) drawn over the validation window, or over the last ``drift_reference_days``
+    if that is longer; the whole window when it holds fewer blocks than the reference needs."""
+    from streams.drift import DriftConfig
+    from streams.drift.blocks import block_starts
+
+    if not len(ts):
+        return np.zeros(0, dtype=np.int64)
+    drift = DriftConfig(**(config.drift_reference or {}))
+    order = np.argsort(ts, kind="stable")
+    start = ts.max() - config.drift_reference_days * 86_400
+    if len(validation):
+        start = min(start, ts[validation].min())
+    window = order[int(np.searchsorted(ts[order], start)):]
+    size = drift.block_events
+    if len(window) < drift.reference_blocks * size:
+        return window
+    starts = block_starts(len(window), drift, np.random.default_rng(drift.seed))
+    return np.concatenate([window[s:s + size] for s in starts])
 
 
 def drift_reference(model: TxmonModel, data: Replayed, rows: np.ndarray, records: dict[int, dict],
@@ -177,7 +192,8 @@ def drift_reference(model: TxmonModel, data: Replayed, rows: np.ndarray, records
     start = time.perf_counter()
     scores, embeddings = score_and_embed(model, data, rows)
     ts = data.ts[rows]
-    source = (f"validation window of {version}: {len(rows):,} events, "
+    source = (f"validation window of {version} (at least {config.drift_reference_days:g} days): "
+              f"{len(rows):,} events, "
               f"{pd.Timestamp(ts.min(), unit='s')} to {pd.Timestamp(ts.max(), unit='s')}")
     cache = Path(config.drift_threshold_cache) if config.drift_threshold_cache else None
     reference = shipped.build(embeddings, scores, [records[int(i)] for i in rows], drift, source,
@@ -334,10 +350,10 @@ def finetune(frame: pd.DataFrame, base_artifact: Path | None, out_dir: Path, ver
     outcome, available, y, usable = known_labels(frame, config, label_column, labels_known_at)
     rows = np.flatnonzero(usable)
     # The validation window is a split by time, known before the replay: only the feature records
-    # of the rows the drift reference samples from it are kept.
-    _, holdout = time_split(_seconds(frame["event_time"]), rows,
-                            config.finetune.val_fraction)
-    ref_rows = reference_rows(holdout, config) if config.drift_reference is not None else None
+    # of the drift reference's rows are kept.
+    ts = _seconds(frame["event_time"])
+    _, holdout = time_split(ts, rows, config.finetune.val_fraction)
+    ref_rows = reference_rows(ts, holdout, config) if config.drift_reference is not None else None
     records: dict[int, dict] = {}
     keep = set() if ref_rows is None else set(ref_rows.tolist())
 

@@ -63,16 +63,41 @@ def block_jitter(config: DriftConfig, block_index: int, n: int) -> np.ndarray:
 
 def reference_blocks(group: Group, columns: dict[str, np.ndarray], config: DriftConfig,
                      rng: np.random.Generator) -> np.ndarray:
-    """``config.reference_blocks`` summaries of blocks drawn at random from the reference events.
+    """``config.reference_blocks`` summaries of *contiguous* blocks of the reference events (rows
+    in time order), at the offsets :func:`block_starts` draws.
 
-    Random blocks assume events are exchangeable within the reference window: a feature with a
-    daily cycle (hour of day) is not, and would read as drift at every quiet hour.
+    Live blocks are consecutive events, so their summaries carry the time-of-day mix of their hours
+    (a block of 1,000 events is a few hours of a small bank's traffic): on the simulator, block
+    means of consecutive events vary up to 8 times more than those of events drawn at random, and
+    a reference of random draws raised false alarms all day. Contiguous reference blocks vary as
+    live ones do.
     """
     n = len(next(iter(columns.values())))
     size = config.block_events
+    arrays = {k: np.asarray(v) for k, v in columns.items()}
     out = []
-    for _ in range(config.reference_blocks):
-        idx = rng.choice(n, size=size, replace=size > n)
-        block = {k: np.asarray(v)[idx] for k, v in columns.items()}
+    for start in block_starts(n, config, rng):
+        if n >= size:
+            block = {k: v[start:start + size] for k, v in arrays.items()}
+        else:  # fewer events than one block: resample them
+            idx = rng.choice(n, size=size, replace=True)
+            block = {k: v[idx] for k, v in arrays.items()}
         out.append(summarise(group, block, rng.random(len(columns))))
     return np.stack(out)
+
+
+def block_starts(n: int, config: DriftConfig, rng: np.random.Generator) -> np.ndarray:
+    """Start offsets of the reference blocks among ``n`` events: ``reference_blocks`` distinct
+    non-overlapping block slots drawn at random when the events hold that many (spread over the
+    whole window: every hour and weekday); otherwise random offsets that overlap, and the
+    reference holds only ``n // block_events`` independent blocks (:func:`independent_blocks`)."""
+    size, want = config.block_events, config.reference_blocks
+    slots = n // size
+    if slots >= want:
+        return np.sort(rng.choice(slots, want, replace=False)) * size
+    return rng.integers(0, max(n - size, 0) + 1, want)
+
+
+def independent_blocks(n_events: int, config: DriftConfig) -> int:
+    """How many non-overlapping blocks the reference events hold."""
+    return n_events // config.block_events

@@ -63,7 +63,7 @@ class DriftConfig(BaseModel):
     # alibi-detect needs n_bootstraps well above 1/(per-check false-alarm rate).
     bootstrap_factor: float = Field(10.0, ge=1.0)
     max_bootstraps: int = Field(2_000_000, ge=100)
-    max_lsdd_bootstraps: int = Field(120_000, ge=100)
+    max_lsdd_bootstraps: int = Field(200_000, ge=100)
 
     # Delayed labels: ADWIN on per-transaction log loss, rolling precision/recall of alerts.
     adwin_delta: float = Field(1e-5, gt=0, lt=1)

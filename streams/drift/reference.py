@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -23,13 +24,14 @@ from pathlib import Path
 
 import numpy as np
 
-from streams.drift.blocks import SCORE, column_names, reference_blocks
+from streams.drift.blocks import SCORE, column_names, independent_blocks, reference_blocks
 from streams.drift.config import DriftConfig, Group
 from streams.drift.detectors import Calibration, MultivariateDetector, UnivariateDetector
 
 META = "reference.json"
 Detector = UnivariateDetector | MultivariateDetector
 Progress = Callable[[str], None]
+log = logging.getLogger(__name__)
 
 
 class ReferenceError(RuntimeError):
@@ -101,7 +103,8 @@ class DriftReference:
         (CVM ones from ``threshold_cache`` when an earlier build left them there).
 
         Any input may be empty/None: its detector group is then left out (its share of the
-        false-alarm budget goes unused, which only makes the monitor quieter).
+        false-alarm budget goes unused, which only makes the monitor quieter). Rows are events
+        in time order (reference blocks are contiguous, :func:`reference_blocks`).
         """
         inputs: dict[Group, dict[str, np.ndarray]] = {}
         if embeddings is not None and len(embeddings):
@@ -117,6 +120,12 @@ class DriftReference:
         for group in config.groups:
             if group not in inputs:
                 continue
+            n_events = len(next(iter(inputs[group].values())))
+            if independent_blocks(n_events, config) < config.reference_blocks:
+                log.warning("drift reference %s: %d events hold %d non-overlapping blocks of %d, "
+                            "not %d: its %s blocks overlap", source, n_events,
+                            independent_blocks(n_events, config), config.block_events,
+                            config.reference_blocks, group)
             blocks[group] = reference_blocks(group, inputs[group], config, rng)
             columns[group] = column_names(group, inputs[group])
             n_boot[group] = config.n_bootstraps(group, len(columns[group]))

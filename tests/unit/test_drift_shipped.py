@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from models.artifact import read_manifest, verify
-from models.finetune import FinetuneConfig, TrainConfig, finetune
+from models.finetune import FinetuneConfig, TrainConfig, finetune, reference_rows
 from models.pretrain import PretrainConfig
 from models.toy import toy_frame
 from streams.drift import DriftConfig, DriftReference, shipped
@@ -58,15 +58,33 @@ def test_export_ships_a_reference_of_the_validation_window(artifact):
     manifest = verify(out)
     assert "drift_reference/reference.json" in manifest.files  # the manifest covers it
     ref = DriftReference.load(out / shipped.REFERENCE_DIR, CONFIG)
-    validation_rows = len(frame) - int(len(frame) * (1 - 0.15))
-    assert metrics["drift_reference_events"] == validation_rows
+    # 12 days of traffic: the validation window is extended to all of it (14 days or more).
+    assert metrics["drift_reference_events"] == len(frame)
     assert metrics["drift_reference_seconds"] > 0
-    assert f"{validation_rows:,} events" in ref.source and "validation window of v1" in ref.source
+    assert f"{len(frame):,} events" in ref.source and "validation window of v1" in ref.source
     assert set(ref.blocks) == {"embedding", "features", "score", "binary"}
     assert ref.blocks["embedding"].shape == (40, 16)  # the model's own pooled embeddings
     # The serving policy's alert decisions are not the model's: no alert rate in a shipped reference.
     assert ref.columns["binary"] == ["cross_border.rate", "foreign.rate", "new_counterparty.rate"]
     assert json.loads((out / "metrics.json").read_text())["drift_reference_bootstraps"] == ref.n_bootstraps
+
+
+def test_reference_rows_are_whole_blocks_over_the_window_in_time_order():
+    ts = np.array([5, 1, 4, 2, 3, 6]) * 86_400  # rows out of time order
+    validation = np.array([2, 0, 5])  # days 4 to 6
+    cfg = TrainConfig(drift_reference_days=1.5,
+                      drift_reference={"block_events": 1, "reference_blocks": 20})
+    assert reference_rows(ts, validation, cfg).tolist() == [2, 0, 5]  # the validation window
+    cfg.drift_reference_days = 3.5
+    assert reference_rows(ts, validation, cfg).tolist() == [4, 2, 0, 5]  # days 3-6, in time order
+    cfg.drift_reference = {"block_events": 2, "reference_blocks": 20}
+    rows = reference_rows(ts, validation, cfg)  # the window holds 2 blocks: it is used whole
+    assert rows.tolist() == [4, 2, 0, 5]
+    cfg.drift_reference_days = 10
+    big = np.arange(100) * 3_600  # 100 hourly events, 50 slots of 2; keep 20 whole slots
+    rows = reference_rows(big, np.arange(90, 100), cfg)
+    assert len(rows) == 40 and np.all(np.diff(rows) > 0)
+    assert np.all(rows[0::2] % 2 == 0) and np.all(rows[1::2] == rows[0::2] + 1)
 
 
 def test_the_feed_monitors_a_fresh_artifact_at_once_without_warm_up(artifact, tmp_path):
