@@ -105,7 +105,7 @@ async def read_to_end(settings: Settings, tps: list[TopicPartition],
         ends = await consumer.end_offsets(tps)
         remaining = {tp for tp in tps if ends[tp] > 0}
         while remaining:
-            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=5000)
+            batches = await consumer.getmany(*remaining, timeout_ms=500, max_records=1000)
             for tp, recs in batches.items():
                 apply(tp.partition, recs)
                 n += len(recs)
@@ -154,16 +154,14 @@ class _Rebalance(ConsumerRebalanceListener):
             log.info("revoked partitions %s", sorted(parts))
 
     async def on_partitions_assigned(self, assigned: set[TopicPartition]) -> None:
+        # The state is restored by the loop (Worker._restore_assigned), not here: aiokafka sends no
+        # heartbeats while this callback runs, so a restore longer than the session timeout got the
+        # worker evicted, and every rejoin restored again — a livelock once the changelog was big.
         async with self.w.lock:
             self.w.generation += 1
-            parts = sorted({tp.partition for tp in assigned})
+            self.w.to_restore = sorted({tp.partition for tp in assigned})
             self.w.health.restoring = True
-            t0 = time.perf_counter()
-            n = await self.w.restore(parts)
-            self.w.health.assigned = parts
-            self.w.health.restoring = False
-            log.info("assigned partitions %s; restored %d changelog records in %.2fs",
-                     parts, n, time.perf_counter() - t0)
+            log.info("assigned partitions %s", self.w.to_restore)
 
 
 class Worker:
@@ -181,6 +179,7 @@ class Worker:
         self.health = Health()
         self.lock = asyncio.Lock()
         self.generation = 0
+        self.to_restore: list[int] | None = None  # assigned partitions whose state is not restored yet
         self._stopping = asyncio.Event()
         self.features = features
         self.accounts = AccountTable(features.new_account_state, AlertPolicy.new_state, account_entries(
@@ -212,6 +211,20 @@ class Worker:
         self._stopping.set()
 
     # -- state -----------------------------------------------------------------------------
+    async def _restore_assigned(self) -> None:
+        """Restore the partitions the last rebalance assigned, before any of their records is
+        processed; heartbeats go on meanwhile (the rebalance is over)."""
+        async with self.lock:
+            parts, self.to_restore = self.to_restore, None
+            if parts is None:
+                return
+            t0 = time.perf_counter()
+            n = await self.restore(parts)
+            self.health.assigned = parts
+            self.health.restoring = False
+            log.info("partitions %s: restored %d changelog records in %.2fs",
+                     parts, n, time.perf_counter() - t0)
+
     async def restore(self, partitions: list[int]) -> int:
         tps = [TopicPartition(self.topics.changelog, p) for p in partitions]
 
@@ -328,6 +341,9 @@ class Worker:
             for t in followers:
                 if t.done():
                     t.result()
+            if self.to_restore is not None:
+                await self._restore_assigned()
+                continue
             generation = self.generation
             batches = await self.consumer.getmany(timeout_ms=cfg.max_wait_ms, max_records=cfg.batch_size)
             async with self.lock:
