@@ -107,9 +107,13 @@ def alert_volume_gate(ev: Evaluation, p: GatePolicy) -> GateResult:
            else threshold_at_budget(ev.champion, p.alert_budget))
     v_ch, v_c = float((ev.champion >= thr).mean()), float((ev.candidate >= thr).mean())
     change = (v_c - v_ch) / v_ch if v_ch > 0 else (0.0 if v_c == 0 else float("inf"))
+    detail = f"at threshold {thr:.4f}: candidate alerts {v_c:.3%} vs champion {v_ch:.3%}"
+    if p.max_alert_volume_change is None:
+        return GateResult(name="alert_volume", passed=True, threshold=None,
+                          value=round(change, 6) if math.isfinite(change) else None,
+                          detail=f"not gated (alerts by daily budget); {detail}")
     return _gate("alert_volume", abs(change) <= p.max_alert_volume_change, change,
-                 p.max_alert_volume_change,
-                 f"at threshold {thr:.4f}: candidate alerts {v_c:.3%} vs champion {v_ch:.3%}")
+                 p.max_alert_volume_change, detail)
 
 
 def segment_parity_gate(ev: Evaluation, p: GatePolicy) -> GateResult:

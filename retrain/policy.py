@@ -70,7 +70,8 @@ class GatePolicy(_Strict):
     ap_tolerance: float = Field(0.01, ge=0)
     recall_tolerance: float = Field(0.02, ge=0)
     drift_required_gain: float = 0.0
-    max_alert_volume_change: float = Field(0.5, ge=0)
+    # None: not gated (a worker that alerts by daily budget has its volume set by the budget).
+    max_alert_volume_change: float | None = Field(0.5, ge=0)
     # The worker's fixed alert threshold; None: the champion's threshold at the alert budget.
     alert_threshold: float | None = Field(None, ge=0, le=1)
     segment_columns: list[str] = Field(default_factory=lambda: ["channel", "country", "segment"])
@@ -96,7 +97,8 @@ class ShadowPolicy(_Strict):
     decision: Literal["non_inferiority", "no_regression"] = "non_inferiority"
     confidence: float = Field(0.95, gt=0.5, lt=1)
     bootstraps: int = Field(1000, ge=100)
-    max_alert_volume_change: float = Field(0.5, ge=0)
+    # None: not gated (a worker that alerts by daily budget has its volume set by the budget).
+    max_alert_volume_change: float | None = Field(0.5, ge=0)
 
 
 class PromotionPolicy(_Strict):

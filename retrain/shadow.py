@@ -117,7 +117,7 @@ def shadow_gate(s: ShadowSummary, p: ShadowPolicy) -> GateResult:
                         f"(gap {_bounds(s)}, {p.decision} at tolerance {p.ap_tolerance:g})")
     change = ((s.challenger_alert_rate - s.champion_alert_rate) / s.champion_alert_rate
               if s.champion_alert_rate else math.inf)
-    if not abs(change) <= p.max_alert_volume_change:
+    if p.max_alert_volume_change is not None and not abs(change) <= p.max_alert_volume_change:
         problems.append(f"alert volume change {change:+.1%}")
     return GateResult(name="shadow", passed=not problems,
                       value=round(gap, 6) if math.isfinite(gap) else None,

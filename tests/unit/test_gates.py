@@ -120,6 +120,9 @@ def test_parity_latency_and_volume_gates(world: dict) -> None:
     assert not results["onnx_parity"].passed
     assert not results["latency_p99"].passed and results["latency_p99"].value == pytest.approx(80.0)
     assert not results["alert_volume"].passed and results["alert_volume"].value > 0.5
+    budget = {r.name: r for r in run_gates(ev, GatePolicy(max_alert_volume_change=None))}
+    assert budget["alert_volume"].passed and "not gated" in budget["alert_volume"].detail
+    assert budget["alert_volume"].value == results["alert_volume"].value
 
 
 def test_missing_measurements_fail_closed(world: dict) -> None:

@@ -124,3 +124,12 @@ def test_too_few_positives_is_not_enough_evidence() -> None:
     s = _few_positives("equal", 0)
     gate = shadow_gate(s, LENIENT.model_copy(update={"min_positives": 9}))
     assert not gate.passed and "8 positive" in gate.detail
+
+
+def test_alert_volume_is_recorded_not_gated_for_a_budget_worker() -> None:
+    scores, labels = _traffic(4000, 0.5)
+    s = compare(scores, labels, "v1", "v2")
+    strict = POLICY.model_copy(update={"max_alert_volume_change": 0.0})
+    assert s.challenger_alert_rate != s.champion_alert_rate
+    assert not shadow_gate(s, strict).passed
+    assert shadow_gate(s, strict.model_copy(update={"max_alert_volume_change": None})).passed

@@ -73,6 +73,10 @@ class Demo:
         self.stream_thread: threading.Thread | None = None
         self.stream_error: BaseException | None = None
         self.release = threading.Event()
+        # Traffic pauses while a retrain job trains (job_started, no candidate_out yet): nothing can
+        # be shadowed then, and traffic spent meanwhile would be missing from the shadow period.
+        self.job_started = threading.Event()
+        self.candidate_out = threading.Event()
         self.stopping = threading.Event()
         self.stream_done = threading.Event()
         self.sent = 0
@@ -107,12 +111,31 @@ class Demo:
                 if value:
                     st.detail = describe(value)
                     return value
+                self.observe_job()
                 supervisor.check()
                 if self.stream_error is not None:
                     raise DemoFailed(name, f"traffic stopped: {self.stream_error}")
                 if self.remaining() <= 0:
                     raise DemoFailed(name, f"not reached within the demo's {self.plan.timeout_s:.0f} s")
                 time.sleep(0.5)
+
+    def observe_job(self) -> None:
+        """Note when the retrain job started (its audit entry) and when its candidate came out."""
+        if not self.job_started.is_set():
+            audit = self.home / "audit" / "audit.jsonl"
+            entries = (json.loads(line) for line in
+                       (audit.read_text().splitlines() if audit.exists() else []) if line.strip())
+            if any(e.get("kind") == "job" and e.get("details", {}).get("outcome") == "started"
+                   for e in entries):
+                self.job_started.set()
+        elif (not self.candidate_out.is_set() and self.collector is not None
+              and any(m.event in ("validated", "rejected") and m.version != "v1"
+                      for m in self.collector.snapshot().models)):
+            self.candidate_out.set()
+
+    def holding(self) -> bool:
+        return (self.job_started.is_set() and not self.candidate_out.is_set()
+                and not self.release.is_set())
 
     def env_for(self, **extra: str) -> dict[str, str]:
         return {**self.env, **extra}
@@ -284,7 +307,8 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
 def _stream(demo: Demo, frame: pd.DataFrame, hold_at: pd.Timestamp) -> None:
     """Warm-up as fast as possible, then live traffic in slices of event time: at the plan's rate,
     slowed to a trickle past ``hold_at`` until the retrained model serves (so the shadow still sees
-    traffic, and traffic is left afterwards to show recovery)."""
+    traffic, and traffic is left afterwards to show recovery), and paused while the retrain job
+    trains (so a slow machine does not run out of traffic before the shadow period)."""
     from txmon.replay import Pacing, publish
 
     def count(n: int) -> None:
@@ -307,6 +331,8 @@ def _stream(demo: Demo, frame: pd.DataFrame, hold_at: pd.Timestamp) -> None:
         end = max(frame["event_time"].max(), frame["label_time"].max()) + pd.Timedelta(seconds=1)
         t = live_start
         while t < end:
+            while demo.holding() and not demo.stopping.is_set():
+                time.sleep(0.2)
             if demo.stopping.is_set():
                 return
             slow = t >= hold_at and not demo.release.is_set()

@@ -5,8 +5,9 @@ champion with the labels known by then; live traffic is streamed through Kafka, 
 warm-up so the worker's per-account state holds the same recent history training saw. The drift is a
 new region: the bank's customers start paying merchants in Lithuania (legitimate, but foreign to the
 champion), and fraudsters take over accounts there through a wallet channel the champion never
-saw — a new fraud pattern in a new place, starting a few days into the live period. The champion
-misses much of the new fraud; a model fine-tuned on the labels that arrive afterwards should not.
+saw — a new fraud pattern in a new place, starting a few days into the live period. Account
+takeover is absent from the history (the bank has not met it before), so the champion has never
+learnt it and misses much of it; a model fine-tuned on the labels that arrive afterwards should not.
 
 >>> plan = DemoPlan.quick()
 >>> (plan.live_start - plan.start).days
@@ -23,6 +24,7 @@ from datetime import UTC, datetime, timedelta
 import pandas as pd
 
 from txmon.sim import DriftEvent, LabelConfig, SimConfig
+from txmon.sim.config import DEFAULT_RATES
 
 LABEL_DAYS_MAX = 6.0  # the latest a demo label arrives after its transaction
 
@@ -101,8 +103,10 @@ class DemoPlan:
         # Labels arrive within days, not weeks, so the loop closes inside a demo.
         labels = LabelConfig(unlabelled_share=0.1, chargeback_days=(0.5, 3.0),
                              legit_days=(0.5, 3.0), aml_days=(2.0, LABEL_DAYS_MAX))
+        rates = {**DEFAULT_RATES, "account_takeover": 0.0}  # new with the drift, never seen before
         return SimConfig(accounts=self.accounts, days=self.history_days + self.live_days,
-                         seed=self.seed, start=self.start, drift=(region, fraud), labels=labels)
+                         seed=self.seed, start=self.start, drift=(region, fraud), labels=labels,
+                         rates=rates)
 
 
 def split(frame: pd.DataFrame, plan: DemoPlan) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:

@@ -1,0 +1,48 @@
+"""The demo's traffic pauses while the retrain job trains, and resumes when its candidate is out."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from pathlib import Path
+from types import SimpleNamespace
+
+from rich.console import Console
+
+from txmon.contracts import ModelEvent
+from txmon.demo.collector import Tally
+from txmon.demo.run import Demo
+from txmon.demo.scenario import DemoPlan
+
+
+def _event(kind: str, version: str) -> ModelEvent:
+    return ModelEvent(event=kind, version=version, artifact_sha256="0" * 64,
+                      created_at=datetime(2026, 3, 1, tzinfo=UTC))
+
+
+def _audit(home: Path, *entries: dict) -> None:
+    (home / "audit").mkdir(parents=True, exist_ok=True)
+    with (home / "audit" / "audit.jsonl").open("a") as f:
+        for e in entries:
+            f.write(json.dumps(e, separators=(",", ":")) + "\n")
+
+
+def test_traffic_holds_from_job_start_until_the_candidate_is_out(tmp_path: Path) -> None:
+    demo = Demo(DemoPlan.quick(), tmp_path, tmp_path / "report", 9092, Console(quiet=True))
+    tally = Tally()
+    demo.collector = SimpleNamespace(snapshot=lambda: tally)
+    demo.observe_job()
+    assert not demo.holding()  # no audit log yet
+    _audit(tmp_path, {"kind": "trigger", "details": {}},
+           {"kind": "job", "details": {"outcome": "finished"}})
+    demo.observe_job()
+    assert not demo.holding()  # a job that did not start here
+    _audit(tmp_path, {"kind": "job", "details": {"outcome": "started"}})
+    demo.observe_job()
+    assert demo.holding()
+    tally.models.append(_event("candidate", "m2"))
+    demo.observe_job()
+    assert demo.holding()  # registered, not yet judged by the gates
+    tally.models.append(_event("validated", "m2"))
+    demo.observe_job()
+    assert not demo.holding()
