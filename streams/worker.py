@@ -84,7 +84,18 @@ def ensure_worker_topics(settings: Settings, topics: Topics) -> dict[str, int]:
             with contextlib.suppress(TopicAlreadyExistsError):
                 admin.create_topics(missing, timeout_ms=30000)
         names = [topics.transactions, topics.counterparty, topics.models]
-        return {d["name"]: len(d["partitions"]) for d in admin.describe_topics(names)}
+        # A topic just created may be described with no partitions until its metadata settles (seen
+        # on a loaded machine): a worker reading it then would follow nothing.
+        deadline = time.monotonic() + 30.0
+        while True:
+            counts = {d["name"]: len(d["partitions"]) for d in admin.describe_topics(names)}
+            if all(counts.get(name, 0) > 0 for name in names) or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        empty = [name for name in names if counts.get(name, 0) == 0]
+        if empty:
+            raise RuntimeError(f"topics without partitions after 30 s: {', '.join(empty)}")
+        return counts
     finally:
         admin.close()
 
