@@ -33,8 +33,9 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
-def private_broker(heap: str = "768m") -> Iterator[tuple[str, Path]]:
-    """A one-node Apache Kafka (KRaft) in a temp directory: yields (bootstrap servers, temp dir)."""
+def private_cluster(heap: str = "768m") -> Iterator[tuple[Any, Path]]:
+    """A one-node Apache Kafka (KRaft) in a temp directory: yields (its ``Cluster``, temp dir), so
+    a benchmark can stop and start the node."""
     from txmon.broker import Cluster, ClusterPlan
 
     with tempfile.TemporaryDirectory(prefix="txmon-bench-") as d:
@@ -42,9 +43,16 @@ def private_broker(heap: str = "768m") -> Iterator[tuple[str, Path]]:
         cluster = Cluster(home / "kafka", ClusterPlan(port=free_port_block()), heap=heap)
         try:
             cluster.up(timeout=180)
-            yield cluster.bootstrap_servers, home
+            yield cluster, home
         finally:
             cluster.down()
+
+
+@contextlib.contextmanager
+def private_broker(heap: str = "768m") -> Iterator[tuple[str, Path]]:
+    """A one-node Apache Kafka (KRaft) in a temp directory: yields (bootstrap servers, temp dir)."""
+    with private_cluster(heap) as (cluster, home):
+        yield cluster.bootstrap_servers, home
 
 
 def broker_pids(home: Path) -> list[int]:
