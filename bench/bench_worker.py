@@ -6,8 +6,9 @@ same run on the same machine.
 On a private Kafka 4.1 broker (one node, temp dir), with simulated transactions (:mod:`txmon.sim`):
 
 1. **limit: scoring alone** — in this process, the artifact's :class:`models.scorer.Scorer` (one
-   ONNX thread, as the worker) encodes each transaction against its account's history and scores
-   micro-batches of ``--batch-size``: no Kafka, no JSON.
+   ONNX thread, as the worker) encodes each transaction against its account's history (with the
+   worker's per-account token-row cache) and scores micro-batches of ``--batch-size``: no Kafka,
+   no JSON.
 2. **limit: Kafka alone** — a raw aiokafka consume -> produce loop in a subprocess, no decoding, no
    scoring: one output per input (the input bytes, same key), same topics, partitions, batch size and
    producer settings as the worker, and *transactional like the worker* (one Kafka transaction per
@@ -142,8 +143,14 @@ def measure_scoring(artifact: Path, history: list[Any], txs: list[Any], batch_si
     scorer = Scorer.load(artifact, intra_op_threads=1)
     enc = scorer.encoder
     states: dict[str, Any] = {}
+    # Each account's history token rows, as the worker keeps them (streams.scoring): the limit
+    # encodes as fast as the worker can.
+    rows: dict[str, features.HistoryRows] = {}
     for tx in history:  # untimed: account states as the worker has them when the measure starts
-        features.update_account_state(states.setdefault(tx.account_id, features.new_account_state()), tx)
+        state = states.setdefault(tx.account_id, features.new_account_state())
+        model_input = enc.encode(state, tx, None, rows.setdefault(tx.account_id,
+                                                                   features.HistoryRows(enc.spec)))
+        features.update_account_state(state, tx, record=model_input.records[-1])
     scores: list[np.ndarray] = []
     encode_s = score_s = encode_cpu = score_cpu = 0.0
     for i in range(0, len(txs), batch_size):
@@ -151,8 +158,9 @@ def measure_scoring(artifact: Path, history: list[Any], txs: list[Any], batch_si
         inputs = []
         for tx in txs[i:i + batch_size]:
             state = states.setdefault(tx.account_id, features.new_account_state())
-            inputs.append(enc.encode(state, tx, None))
-            features.update_account_state(state, tx)
+            inputs.append(enc.encode(state, tx, None, rows.setdefault(tx.account_id,
+                                                                      features.HistoryRows(enc.spec))))
+            features.update_account_state(state, tx, record=inputs[-1].records[-1])
         batch = enc.collate(inputs)
         t1, c1 = time.perf_counter(), time.process_time()
         s, _ = scorer.score(batch)
@@ -176,6 +184,60 @@ def measure_scoring(artifact: Path, history: list[Any], txs: list[Any], batch_si
             "score_quantiles": {q: round(float(np.quantile(all_scores, q)), 4)
                                 for q in (0.5, 0.99, 1 - alert_rate)},
             "threshold_for_alert_rate": float(np.quantile(all_scores, 1 - alert_rate))}
+
+
+# -- the drift reference ---------------------------------------------------------------------------
+
+def drift_reference(artifact: Path, history: list[Payload], threshold: float, warmup: int,
+                    cache: Path) -> tuple[Path | None, dict[str, Any]]:
+    """The worker's drift reference for this model, built as the worker builds it (streams.observer:
+    its first ``warmup`` scored events, thresholds simulated), in this process, before anything is
+    measured; cached by model digest, warm-up size and drift configuration.
+
+    The measured workers then load it from ``$TXMON_HOME/drift/references`` as a restarted worker
+    does, so they are measured monitoring (steady state), not simulating thresholds in a background
+    thread, which takes minutes of CPU once per champion and competed with scoring in earlier runs.
+    """
+    import models.features as features
+    from models.scorer import Scorer
+    from streams.config import PolicyConfig, WorkerConfig
+    from streams.drift import DriftConfig, DriftReference, ReferenceError
+    from streams.observer import DriftFeed
+    from streams.policy import AlertPolicy
+    from streams.scoring import Record, ScoringCore, Topics
+    from streams.tables import AccountTable, CounterpartyRisk
+    from txmon.settings import Settings
+
+    scorer = Scorer.load(artifact, intra_op_threads=1)
+    config = DriftConfig()
+    root = cache / f"{scorer.sha256[:16]}-{warmup}-{config.fingerprint()[:16]}"
+    info: dict[str, Any] = {"warmup_events": warmup, "drift_config": "DriftConfig() defaults",
+                            "cache": str(root)}
+    try:
+        DriftReference.load(root / scorer.version, config)
+        return root, info | {"built_here": False}
+    except ReferenceError:
+        pass
+    if len(history) < warmup:
+        return None, info | {"error": f"{len(history)} history events < warm-up {warmup}"}
+    t0, c0 = time.monotonic(), time.process_time()
+    with tempfile.TemporaryDirectory() as state:
+        feed = DriftFeed(config, Path(state), root, warmup_events=warmup, background=False,
+                         alert_threshold=threshold, threshold_cache=cache / "thresholds")
+        wc = WorkerConfig(instance_id="bench", policy=PolicyConfig(threshold=threshold))
+        core = ScoringCore(Topics.from_settings(Settings(), GROUP), wc, features,
+                           AccountTable(features.new_account_state, AlertPolicy.new_state),
+                           CounterpartyRisk(features.new_counterparty_risk,
+                                            features.update_counterparty_risk),
+                           AlertPolicy(wc.policy, 1), feed)
+        topic = core.topics.transactions
+        for i in range(0, warmup, 256):
+            core.process([Record(topic, 0, j, p.key, p.value, 0)
+                          for j, p in enumerate(history[i:min(i + 256, warmup)], start=i)], scorer)
+        if feed.state != "monitoring":
+            return None, info | {"error": f"the feed is {feed.state} after {warmup} events"}
+    return root, info | {"built_here": True, "build_seconds": round(time.monotonic() - t0, 1),
+                         "build_cpu_seconds": round(time.process_time() - c0, 1)}
 
 
 # -- Kafka plumbing --------------------------------------------------------------------------------
@@ -333,6 +395,9 @@ def start_worker(settings: Any, artifact: Path, threshold: float, args: argparse
                         "TXMON_HOME": str(settings.home), "TXMON_WORKER__INSTANCE_ID": "bench",
                         "TXMON_WORKER__METRICS_PORT": "-1", "OMP_NUM_THREADS": "1"}
     env.pop("TXMON_SIGNING_KEY", None)  # the benchmark's artifact is unsigned
+    if args.drift_references is not None:  # as a restarted worker finds its champion's reference
+        shutil.copytree(args.drift_references, Path(settings.home) / "drift" / "references",
+                        dirs_exist_ok=True)
     txmon = Path(sys.executable).with_name("txmon")
     # cProfile writes its stats when the worker returns from a SIGTERM (run_worker's clean stop).
     runner = [sys.executable, "-m", "cProfile", "-o", str(profile), str(txmon)] if profile else [str(txmon)]
@@ -528,6 +593,13 @@ def main() -> None:
     ap.add_argument("--profile", action="store_true",
                     help="drain once more with the worker under cProfile; its hot spots go in the JSON")
     ap.add_argument("--out", help="result name under bench/results (default worker / worker_quick)")
+    ap.add_argument("--reference-cache", type=Path,
+                    default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
+                    / "txmon" / "bench-drift-references",
+                    help="where the pre-built drift reference of the benchmark model is kept")
+    ap.add_argument("--drift-build-in-worker", action="store_true",
+                    help="no pre-built drift reference: each worker warms up and simulates "
+                         "thresholds in a background thread while it is measured")
     args = ap.parse_args()
     shutil.rmtree(args.logs, ignore_errors=True)
     args.logs.mkdir(parents=True)
@@ -565,6 +637,13 @@ def main() -> None:
         console.log(f"scoring alone: {scoring['encode_and_score_per_s']}/s encode+score, "
                     f"{scoring['score_only_per_s']}/s score only")
         threshold = scoring["threshold_for_alert_rate"]
+        args.drift_references, reference = None, {"pre_built": False}
+        if not args.drift_build_in_worker and "--no-drift" not in args.worker_arg:
+            with console.status("drift reference of the benchmark model (cached after the first run)"):
+                args.drift_references, reference = drift_reference(
+                    artifact, history, threshold, args.drift_warmup, args.reference_cache)
+            reference["pre_built"] = args.drift_references is not None
+            console.log(f"drift reference: {reference}")
         with console.status("limit 2: transactional Kafka relay"):
             relay = measure_relay(bootstrap, work, history, items, args)
         console.log(f"kafka relay: {relay.get('steady_throughput_per_s')}/s steady")
@@ -613,6 +692,7 @@ def main() -> None:
                        "model": str(args.model) if args.model else
                        f"untrained, built here with TrainConfig sizes {model_sizes()}"},
         "code": code_version(),
+        "drift_reference": reference,
         "limit_scoring_alone": scoring,
         "limit_kafka_relay_alone": relay,
         "worker_max_rate": drain,
@@ -636,7 +716,12 @@ def main() -> None:
             "a drain (10%..90% of the pre-loaded topic), so start-up and the last partial batches "
             "are left out; throughput_per_s is over the whole drain.",
             "The worker runs as `txmon worker` with its defaults (drift monitor on, see "
-            "worker_max_rate.worker for its banner) and --drift-warmup within the history.",
+            "worker_max_rate.worker for its banner). Unless drift_reference.pre_built is false, "
+            "each worker starts with its champion's drift reference already built (as after a "
+            "restart): it monitors from its first event. Building a reference (warm-up events, "
+            "threshold simulation) is a one-off per champion, drift_reference.build_seconds when "
+            "it was built in this run; with --drift-build-in-worker the workers build it in a "
+            "background thread while measured.",
             "cpu_cores: CPU seconds of the measured process / wall seconds (1.0 = one core).",
         ],
         "seconds": round(time.monotonic() - t_start, 1),
