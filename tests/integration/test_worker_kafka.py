@@ -141,6 +141,19 @@ async def test_every_transaction_scored_once_and_malformed_in_dlq(kafka_settings
     assert len(dead) == bad == n // 100
     assert all(d.source_topic == s.topic("transactions") and d.error and d.original for d in dead)
     assert worker.metrics.scores._value.get() == n
+    # The changelog is compacted in small segments, so a restart restores state, not history.
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from txmon.broker.topics import admin_client
+    admin = admin_client(s)
+    try:
+        res = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC,
+                                                     worker.topics.changelog)])
+    finally:
+        admin.close()
+    (configs,) = [c for by_name in res.values() for c in by_name.values()]
+    value = {k: (v["value"] if isinstance(v, dict) else v) for k, v in configs.items()}
+    assert value["cleanup.policy"] == "compact" and int(value["segment.bytes"]) <= 16 << 20, value
 
 
 def tiny_artifact(out_dir: Path, version: str, seed: int = 0) -> str:
