@@ -550,8 +550,10 @@ def code_version() -> dict[str, Any]:
     def git(*a: str) -> str:
         return subprocess.run(["git", *a], cwd=ROOT, capture_output=True, text=True).stdout.strip()
 
+    # Porcelain lines are "XY path": split, because strip() would eat the first line's blank X.
     dirty = git("status", "--porcelain", "--", "models", "streams", "txmon").splitlines()
-    return {"commit": git("rev-parse", "--short", "HEAD"), "uncommitted": [d[3:] for d in dirty]}
+    return {"commit": git("rev-parse", "--short", "HEAD"),
+            "uncommitted": [d.split(maxsplit=1)[-1] for d in dirty]}
 
 
 def attempt(phase: Any) -> dict[str, Any]:
