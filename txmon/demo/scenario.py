@@ -63,9 +63,11 @@ class DemoPlan:
 
     @classmethod
     def quick(cls) -> DemoPlan:
+        # 2,500 labels after the drift: 4,000 left too little traffic for the shadow period
+        # when a loaded machine detected the drift late.
         return cls(accounts=600, history_days=28, live_days=12, drift_after_days=3, warmup_days=6,
                    rate=150.0, pretrain_epochs=1, finetune_epochs=2, daily_alert_budget=20,
-                   timeout_s=600.0)
+                   labels_after_drift=2500, timeout_s=600.0)
 
     @classmethod
     def default(cls) -> DemoPlan:
