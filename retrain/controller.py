@@ -52,6 +52,7 @@ class ControllerState:
     # A drift-triggered job waiting for labels of the drifted world (policy.labels_after_drift).
     pending: dict[str, Any] | None = None
     pending_labels: int = 0
+    pending_positives: int = 0
 
     def jobs_in_last_day(self, now: datetime) -> int:
         return sum(1 for t in self.job_starts if now - t < timedelta(days=1))
@@ -69,7 +70,8 @@ class ControllerState:
                    last_drift_job=(datetime.fromisoformat(d["last_drift_job"])
                                    if d.get("last_drift_job") else None),
                    new_labels=int(d.get("new_labels", 0)), pending=d.get("pending"),
-                   pending_labels=int(d.get("pending_labels", 0)))
+                   pending_labels=int(d.get("pending_labels", 0)),
+                   pending_positives=int(d.get("pending_positives", 0)))
 
 
 def decide(scope: str, severity: str, policy: ControllerPolicy, state: ControllerState,
@@ -161,12 +163,17 @@ class Controller:
         if self.state.pending is None:
             return
         self.state.pending_labels += 1
-        if self.state.pending_labels >= self.policy.labels_after_drift and not self.job_running:
-            trigger = self.state.pending | {"labels_after_drift": self.state.pending_labels}
-            self.state.pending, self.state.pending_labels = None, 0
+        self.state.pending_positives += int(label.positive)
+        if (self.state.pending_labels >= self.policy.labels_after_drift
+                and self.state.pending_positives >= self.policy.positives_after_drift
+                and not self.job_running):
+            trigger = self.state.pending | {"labels_after_drift": self.state.pending_labels,
+                                            "positives_after_drift": self.state.pending_positives}
+            self.state.pending, self.state.pending_labels, self.state.pending_positives = None, 0, 0
             self.audit.append("decision", actor="controller", action="retrain",
-                              reason=f"{trigger['labels_after_drift']} labels arrived after the "
-                                     "drift", trigger=trigger)
+                              reason=f"{trigger['labels_after_drift']} labels "
+                                     f"({trigger['positives_after_drift']} positive) arrived after "
+                                     "the drift", trigger=trigger)
             self._start(trigger, self.clock(), drift=True)
 
     def _merge_from_disk(self) -> None:
@@ -187,16 +194,18 @@ class Controller:
                    "threshold": event.threshold, "detected_at": event.detected_at.isoformat(),
                    "champion_version": event.champion_version,
                    "evidence": [e.feature for e in event.evidence][:20]}
-        deferred = decision.action == "retrain" and self.policy.labels_after_drift > 0
+        deferred = decision.action == "retrain" and (self.policy.labels_after_drift > 0
+                                                     or self.policy.positives_after_drift > 0)
         if deferred and self.state.pending is not None:
             decision = Decision("held", "held: a drift-triggered job is already waiting for labels")
         elif deferred:
             decision = Decision("deferred", f"deferred until {self.policy.labels_after_drift} labels "
+                                            f"({self.policy.positives_after_drift} positive) "
                                             "have arrived after the drift")
         self.audit.append("decision", actor="controller", action=decision.action,
                           reason=decision.reason, trigger=trigger)
         if decision.action == "deferred":
-            self.state.pending, self.state.pending_labels = trigger, 0
+            self.state.pending, self.state.pending_labels, self.state.pending_positives = trigger, 0, 0
             # Counts as the drift job for the cooldown, so a lasting drift queues nothing more.
             self.state.last_drift_job = now
         elif decision.action == "retrain":

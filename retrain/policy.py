@@ -47,6 +47,9 @@ class ControllerPolicy(_Strict):
     # Labels arrive late: a drift-triggered job waits until this many labels have arrived *after*
     # the drift, so its snapshot holds labelled examples of the drifted world (0: start at once).
     labels_after_drift: int = Field(0, ge=0)
+    # ... and this many of them positive (fraud, SAR): a new pattern is learnt from its positives,
+    # and early labels after a drift are mostly of transactions from before it.
+    positives_after_drift: int = Field(0, ge=0)
     max_job_minutes: float = Field(240, gt=0)  # a job running longer is killed
 
     def action_for(self, scope: str, severity: str) -> Action:

@@ -58,8 +58,8 @@ def drift(scope: str = "performance", severity: str = "high") -> Drift:
                  window=Window(events=500), champion_version="1", severity=severity)
 
 
-def label(i: int) -> Label:
-    return Label(tx_id=f"t{i}", account_id="a", label="fraud", label_time=T0)
+def label(i: int, value: str = "fraud") -> Label:
+    return Label(tx_id=f"t{i}", account_id="a", label=value, label_time=T0)
 
 
 @pytest.fixture
@@ -70,9 +70,9 @@ def setup(tmp_path: Path):
     return ctl, clock, launcher, tmp_path
 
 
-def feed_labels(ctl: Controller, n: int) -> None:
+def feed_labels(ctl: Controller, n: int, value: str = "fraud") -> None:
     for i in range(n):
-        ctl.on_label(label(i))
+        ctl.on_label(label(i, value))
 
 
 def test_policy_actions_by_scope_and_severity(setup) -> None:
@@ -213,3 +213,22 @@ def test_drift_job_waits_for_labels_of_the_drifted_world_and_survives_restart(tm
     log = AuditLog(tmp_path / "audit.jsonl")
     actions = [e["details"]["action"] for e in log.entries() if e["kind"] == "decision"]
     assert actions == ["deferred", "held", "retrain"]
+
+
+def test_drift_job_also_waits_for_positive_labels(tmp_path: Path) -> None:
+    policy = POLICY.model_copy(update={"labels_after_drift": 5, "positives_after_drift": 2})
+    clock, launcher = Clock(), FakeLauncher()
+    ctl = Controller(policy, AuditLog(tmp_path / "audit.jsonl"), launcher, tmp_path / "s.json",
+                     clock=clock)
+    feed_labels(ctl, 10, "legit")
+    assert ctl.on_drift(drift()).action == "deferred"
+    feed_labels(ctl, 10, "legit")  # enough labels after the drift, no positive
+    assert launcher.started == []
+    feed_labels(ctl, 1, "fraud")
+    ctl.save()
+    ctl = Controller(policy, AuditLog(tmp_path / "audit.jsonl"), launcher, tmp_path / "s.json",
+                     clock=clock)  # the positives counted so far survive a restart
+    assert launcher.started == []
+    feed_labels(ctl, 1, "sar")
+    assert len(launcher.started) == 1
+    assert launcher.started[0]["positives_after_drift"] == 2

@@ -393,6 +393,7 @@ def _policy_file(demo: Demo) -> Path:
     policy = yaml.safe_load(resources.files("txmon.demo").joinpath("policy.yaml").read_text())
     policy["snapshot"]["window_days"] = demo.plan.snapshot_days
     policy["controller"]["labels_after_drift"] = demo.plan.labels_after_drift
+    policy["controller"]["positives_after_drift"] = demo.plan.positives_after_drift
     path = demo.home / "policy.yaml"
     path.write_text(yaml.safe_dump(policy, sort_keys=False))
     return path

@@ -41,7 +41,7 @@ class DemoPlan:
     # slows to rate / trickle until the retrained model is serving, so the shadow still sees
     # traffic and there is traffic left to show recovery.
     rate: float = 150.0
-    hold_fraction: float = 0.6
+    hold_fraction: float = 0.75
     trickle: float = 6.0
     pretrain_epochs: int = 1
     finetune_epochs: int = 3
@@ -55,6 +55,9 @@ class DemoPlan:
     drift_cold_events: int = 2500  # a fresh worker's first events see empty account state
     # The retrain job waits for this many labels after the drift, so it learns the new world.
     labels_after_drift: int = 4000
+    # ... of which this many positive: early labels after a drift are mostly of older transactions
+    # (a quiet machine started the job on 75 positives, and the candidate lost to the champion).
+    positives_after_drift: int = 150
     drift_monitor: dict[str, object] = field(default_factory=lambda: {
         "ert_events": 150_000, "block_events": 100, "reference_blocks": 40, "cvm_windows": [3, 6],
         "lsdd_window": 4, "bootstrap_factor": 3})
@@ -74,6 +77,7 @@ class DemoPlan:
         return cls(accounts=1500, history_days=45, live_days=21, drift_after_days=5, warmup_days=8,
                    rate=250.0, pretrain_epochs=2, finetune_epochs=4, daily_alert_budget=40,
                    drift_warmup_events=6000, drift_cold_events=6000, labels_after_drift=6000,
+                   positives_after_drift=300,
                    timeout_s=1500.0)
 
     @property
