@@ -336,8 +336,7 @@ def _stream(demo: Demo, frame: pd.DataFrame, hold_at: pd.Timestamp) -> None:
             if demo.stopping.is_set():
                 return
             slow = t >= hold_at and not demo.release.is_set()
-            rate = (trickle_rate(demo.plan, int((frame["event_time"] >= t).sum()), demo.remaining())
-                    if slow else demo.plan.rate)
+            rate = demo.plan.rate / demo.plan.trickle if slow else demo.plan.rate
             send(t, t + step, Pacing(rate=rate))
             t += step
     except BaseException as exc:
@@ -347,18 +346,6 @@ def _stream(demo: Demo, frame: pd.DataFrame, hold_at: pd.Timestamp) -> None:
         demo.stream_error = exc
     finally:
         demo.stream_done.set()
-
-
-def trickle_rate(plan: DemoPlan, left: int, seconds_left: float, reserve_s: float = 60.0) -> float:
-    """Transactions per second while the loop has not closed: the plan's trickle, slower when
-    the traffic left would otherwise run out before the demo's deadline (a slow or loaded machine),
-    so the shadow period and the recovery still have traffic.
-
-    >>> plan = DemoPlan.quick()
-    >>> trickle_rate(plan, 50_000, 500.0), trickle_rate(plan, 4400, 500.0), trickle_rate(plan, 100, 500.0)
-    (25.0, 10.0, 2.0)
-    """
-    return min(plan.rate / plan.trickle, max(2.0, left / max(seconds_left - reserve_s, 1.0)))
 
 
 @contextmanager

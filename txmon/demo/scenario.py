@@ -42,7 +42,7 @@ class DemoPlan:
     # traffic and there is traffic left to show recovery.
     rate: float = 150.0
     hold_fraction: float = 0.75
-    trickle: float = 6.0
+    trickle: float = 3.0  # a shadow period needs a simulated day or so for its labels to arrive
     pretrain_epochs: int = 1
     finetune_epochs: int = 3
     drift_rate: float = 600.0  # incidents per 1,000 accounts per 30 days
