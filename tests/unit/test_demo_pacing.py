@@ -46,3 +46,14 @@ def test_traffic_holds_from_job_start_until_the_candidate_is_out(tmp_path: Path)
     tally.models.append(_event("validated", "m2"))
     demo.observe_job()
     assert not demo.holding()
+
+
+def test_traffic_resumes_when_the_job_ends_without_a_candidate(tmp_path: Path) -> None:
+    demo = Demo(DemoPlan.quick(), tmp_path, tmp_path / "report", 9092, Console(quiet=True))
+    demo.collector = SimpleNamespace(snapshot=lambda: Tally())
+    _audit(tmp_path, {"kind": "job", "details": {"outcome": "started"}})
+    demo.observe_job()
+    assert demo.holding()
+    _audit(tmp_path, {"kind": "job", "details": {"outcome": "snapshot_rejected"}})
+    demo.observe_job()
+    assert not demo.holding()

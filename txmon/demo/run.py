@@ -120,18 +120,23 @@ class Demo:
                 time.sleep(0.5)
 
     def observe_job(self) -> None:
-        """Note when the retrain job started (its audit entry) and when its candidate came out."""
-        if not self.job_started.is_set():
-            audit = self.home / "audit" / "audit.jsonl"
-            entries = (json.loads(line) for line in
-                       (audit.read_text().splitlines() if audit.exists() else []) if line.strip())
-            if any(e.get("kind") == "job" and e.get("details", {}).get("outcome") == "started"
-                   for e in entries):
-                self.job_started.set()
-        elif (not self.candidate_out.is_set() and self.collector is not None
-              and any(m.event in ("validated", "rejected") and m.version != "v1"
-                      for m in self.collector.snapshot().models)):
-            self.candidate_out.set()
+        """Note when the retrain job started (its audit entry) and when it is over: its candidate
+        came out, or the job ended without one (a rejected snapshot, a crash)."""
+        if self.candidate_out.is_set():
+            return
+        audit = self.home / "audit" / "audit.jsonl"
+        outcomes = [e["details"].get("outcome") for e in
+                    (json.loads(line) for line in
+                     (audit.read_text().splitlines() if audit.exists() else []) if line.strip())
+                    if e.get("kind") == "job" and isinstance(e.get("details"), dict)]
+        if "started" in outcomes:
+            self.job_started.set()
+            ended = any(o != "started" for o in outcomes[outcomes.index("started") + 1:])
+            out = self.collector is not None and any(
+                m.event in ("validated", "rejected") and m.version != "v1"
+                for m in self.collector.snapshot().models)
+            if ended or out:
+                self.candidate_out.set()
 
     def holding(self) -> bool:
         return (self.job_started.is_set() and not self.candidate_out.is_set()
