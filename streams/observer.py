@@ -109,7 +109,14 @@ class DriftFeed:
 
     @property
     def state(self) -> str:
-        """``idle`` (no batch yet), ``warming``, ``building``, ``monitoring`` or ``failed``."""
+        """``idle`` (no batch yet), ``warming``, ``building``, ``monitoring`` or ``failed``.
+
+        A finished reference build takes effect at the next batch or the next look at the state,
+        whichever comes first (both on the event loop's thread): a stream paused until the
+        monitor watches must not wait for a batch that only it can send.
+        """
+        if self._building is not None and self._building.done():
+            self._built(self._building)
         if self.active:
             return "monitoring"
         if self._building is not None:
