@@ -33,14 +33,15 @@ CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
 
 
 @contextlib.contextmanager
-def private_cluster(heap: str = "768m") -> Iterator[tuple[Any, Path]]:
-    """A one-node Apache Kafka (KRaft) in a temp directory: yields (its ``Cluster``, temp dir), so
-    a benchmark can stop and start the node."""
+def private_cluster(heap: str = "768m", brokers: int = 1) -> Iterator[tuple[Any, Path]]:
+    """An Apache Kafka (KRaft) of ``brokers`` nodes in a temp directory: yields (its ``Cluster``,
+    temp dir), so a benchmark can stop and start nodes."""
     from txmon.broker import Cluster, ClusterPlan
 
     with tempfile.TemporaryDirectory(prefix="txmon-bench-") as d:
         home = Path(d)
-        cluster = Cluster(home / "kafka", ClusterPlan(port=free_port_block()), heap=heap)
+        cluster = Cluster(home / "kafka", ClusterPlan(port=free_port_block(brokers), brokers=brokers),
+                          heap=heap)
         try:
             cluster.up(timeout=180)
             yield cluster, home
@@ -112,7 +113,8 @@ def group_committed(bootstrap: str, group: str, topic: str) -> int:
 _children: set[subprocess.Popen] = set()
 
 
-def _reap_children() -> None:
+def reap_children() -> None:
+    """SIGKILL every child :func:`spawn` started that is still running."""
     for p in list(_children):
         if p.poll() is None:
             with contextlib.suppress(ProcessLookupError):
@@ -128,7 +130,7 @@ def _exit_on_signal(signum: int, _frame: Any) -> None:
 
 def guard_children() -> None:
     """Make SIGTERM/SIGINT unwind the benchmark, so its ``finally`` blocks stop broker and children."""
-    atexit.register(_reap_children)
+    atexit.register(reap_children)
     signal.signal(signal.SIGTERM, _exit_on_signal)
     signal.signal(signal.SIGINT, _exit_on_signal)
 

@@ -67,14 +67,15 @@ def simulated_payloads(n: int, seed: int = 0, accounts: int | None = None, start
 
 
 def workload(n: int, work: Path, seed: int = 0, alert_rate: float = 0.005,
-             tiny: bool = False) -> Workload:
-    """Transactions, an untrained production-sized ONNX model fitted to them (``tiny``: a one-layer
-    model, for tests: delivery does not depend on the graph), and the threshold that makes about
-    ``alert_rate`` of them alerts (so the alert path runs too)."""
+             tiny: bool = False, accounts: int | None = None) -> Workload:
+    """Transactions (of ``accounts``, default about 33 each), an untrained production-sized ONNX
+    model fitted to them (``tiny``: a one-layer model, for tests: delivery does not depend on the
+    graph), and the threshold that makes about ``alert_rate`` of them alerts (so the alert path
+    runs too)."""
     from bench.bench_worker import build_artifact, measure_scoring
     from txmon.frames import to_transaction
 
-    frame, items = simulated_payloads(n, seed)
+    frame, items = simulated_payloads(n, seed, accounts=accounts)
     artifact = (tiny_artifact if tiny else build_artifact)(frame, work / "artifact")
     sample = [to_transaction(r) for r in frame.iloc[:2000].to_dict("records")]
     threshold = measure_scoring(artifact, [], sample, 256, alert_rate)["threshold_for_alert_rate"]
@@ -98,11 +99,13 @@ def tiny_artifact(frame: Any, out_dir: Path) -> Path:
     return out_dir
 
 
-def settings_for(bootstrap: str, prefix: str, home: Path, partitions: int = PARTITIONS) -> Any:
+def settings_for(bootstrap: str, prefix: str, home: Path, partitions: int = PARTITIONS,
+                 replication_factor: int = 1) -> Any:
     from txmon.settings import KafkaSettings, Settings, TopicSettings
 
     return Settings(home=home, kafka=KafkaSettings(bootstrap_servers=bootstrap),
-                    topics=TopicSettings(prefix=prefix, partitions=partitions))
+                    topics=TopicSettings(prefix=prefix, partitions=partitions,
+                                         replication_factor=replication_factor))
 
 
 def produce(settings: Any, items: list[Any], *, rate: float | None = None,
@@ -140,6 +143,7 @@ def worker_command(settings: Any, w: Workload, instance: str, *, drift_warmup: i
     env = os.environ | {"TXMON_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
                         "TXMON_TOPICS__PREFIX": settings.topics.prefix,
                         "TXMON_TOPICS__PARTITIONS": str(settings.topics.partitions),
+                        "TXMON_TOPICS__REPLICATION_FACTOR": str(settings.topics.replication_factor),
                         "TXMON_HOME": str(settings.home), "TXMON_WORKER__INSTANCE_ID": instance,
                         "TXMON_WORKER__METRICS_PORT": "-1", "OMP_NUM_THREADS": "1",
                         # Two workers on one host need a drift checkpoint directory each.

@@ -14,6 +14,11 @@ Each scenario runs on fresh topics of one private Kafka 4.1 broker (KRaft, temp 
    from 10% scored on; at 30% the broker is SIGKILLed, stays down ``--broker-down-seconds``, and
    is started again.
    A worker whose Kafka transaction fails exits on purpose (crash-only) and is restarted.
+4. ``node_loss`` — on a private *three-node* cluster (topics replication factor 3, min ISR 2, the
+   transaction state log 3 / 2): as ``broker``, but at 30% the node that is the worker's transaction
+   coordinator (else the one leading most input partitions) is SIGKILLed; it stays down until
+   ``--node-down-fraction`` of the run is scored (or ``--node-down-max-seconds``), so the worker must
+   make progress on two nodes, then it is started again.
 
 Per scenario: transactions in, committed scores out (``read_committed``), lost, duplicated, and the
 faults with the seconds until 1,000 more transactions were scored. Writes
@@ -34,7 +39,14 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench._common import command_line, guard_children, machine, private_cluster, write_result
+from bench._common import (
+    command_line,
+    guard_children,
+    machine,
+    private_cluster,
+    reap_children,
+    write_result,
+)
 from bench._reliability import (
     Slot,
     Tally,
@@ -46,11 +58,12 @@ from bench._reliability import (
     produce,
     settings_for,
     supervise,
+    work_dir,
     worker_command,
     workload,
 )
 
-SCENARIOS = ("kills", "rebalance", "broker")
+SCENARIOS = ("kills", "rebalance", "broker", "node_loss")
 
 
 @dataclass
@@ -58,6 +71,9 @@ class Plan:
     kills: int = 5
     rate: float = 800.0
     broker_down_seconds: float = 10.0
+    node_down_fraction: float = 0.6  # node_loss: restart the node once this share is scored
+    node_down_max_seconds: float = 300.0
+    restart_node: bool = True  # node_loss: start the lost node again (tests skip it for time)
     drift_warmup: int = 5_000
     worker_args: list[str] = field(default_factory=list)
     timeout: float = 1800.0  # per scenario
@@ -71,7 +87,8 @@ class Run:
     def __init__(self, cluster: Any, work: Path, name: str, w: Workload, plan: Plan):
         self.cluster, self.w, self.plan, self.name = cluster, w, plan, name
         self.settings = settings_for(cluster.bootstrap_servers, f"{plan.prefix}{name}.",
-                                     work / f"{name}-home")
+                                     work / f"{name}-home",
+                                     replication_factor=min(3, cluster.plan.brokers))
         self.slots: list[Slot] = []
         self.tally = Tally(self.settings)
         self.faults: list[dict[str, Any]] = []
@@ -200,6 +217,100 @@ async def broker(cluster: Any, work: Path, w: Workload, plan: Plan) -> dict[str,
     return await run.finish(acked, sup)
 
 
+async def node_loss(cluster: Any, work: Path, w: Workload, plan: Plan) -> dict[str, Any]:
+    from txmon.broker import wait_ready
+
+    if cluster.plan.brokers < 3:
+        raise RuntimeError("node_loss needs a three-node cluster")
+    run = Run(cluster, work, "node_loss", w, plan)
+    half = run.n // 2
+    await asyncio.to_thread(_ensure_and_produce, run.settings, w.items[:half])
+    await run.tally.start()
+    slot = run.slot("w1")
+    sup = asyncio.create_task(supervise(run.slots))
+    live: list[Any] = []
+    producer = threading.Thread(target=lambda: live.extend(
+        produce(run.settings, w.items[half:], rate=plan.rate)), daemon=True)
+    await run.reach(run.n // 10)
+    producer.start()
+    await run.reach(run.n * 3 // 10)
+    roles = await asyncio.to_thread(cluster_roles, run.settings, f"txmon-scorer-{slot.name}")
+    victim = roles["transaction_coordinator"] or max(roles["input_leaders"],
+                                                     key=lambda b: len(roles["input_leaders"][b]))
+    f = run.fault(f"node {victim} of 3 SIGKILLed (the worker's transaction coordinator: "
+                  f"{victim == roles['transaction_coordinator']})")
+    f |= {"node": victim, "roles_before": roles}
+    await asyncio.to_thread(cluster.kill, victim)
+    f["producing_live_at_fault"] = producer.is_alive()
+    t_down = time.monotonic()
+    down_at = run.tally.scored
+    goal = max(down_at + 1, int(run.n * plan.node_down_fraction))
+    await run.tally.until(lambda: run.tally.scored >= goal, plan.node_down_max_seconds, run.alive)
+    f["down_seconds"] = round(time.monotonic() - t_down, 1)
+    f["scored_while_down"] = run.tally.scored - down_at
+    f["roles_while_down"] = await asyncio.to_thread(cluster_roles, run.settings,
+                                                    f"txmon-scorer-{slot.name}")
+    f["node_restarted"] = plan.restart_node
+    if plan.restart_node:
+        t = time.monotonic()
+        await asyncio.to_thread(cluster.start_node, victim, 120.0)
+        await asyncio.to_thread(wait_ready, cluster.bootstrap_servers, 3, 120.0)
+        f["node_restart_seconds"] = round(time.monotonic() - t, 1)
+    await asyncio.to_thread(producer.join, plan.timeout)
+    acked = [p.tx_id for p in w.items[:half]] + [p.tx_id for p, m in zip(w.items[half:], live, strict=False)
+                                                 if m is not None]
+    if len(acked) < run.n:
+        run.faults.append({"fault": f"{run.n - len(acked)} live sends never acknowledged"})
+    run.w = Workload(w.items[:len(acked)], w.artifact, w.threshold)
+    result = await run.finish(acked, sup)
+    result["replication"] = await asyncio.to_thread(replication, run.settings)
+    return result
+
+
+def cluster_roles(settings: Any, transactional_id: str) -> dict[str, Any]:
+    """Which node coordinates ``transactional_id``'s transactions, and which leads each input
+    partition (None / missing when unknown, e.g. while a node is down)."""
+    from txmon.broker.topics import admin_client
+
+    admin = admin_client(settings)
+    try:
+        coordinator = None
+        try:
+            coordinator = admin.describe_transactions([transactional_id])[transactional_id].coordinator_id
+        except Exception:  # not registered yet, or no coordinator elected right now
+            coordinator = None
+        leaders: dict[int, list[int]] = {}
+        for p in admin.describe_topics([settings.topic("transactions")])[0]["partitions"]:
+            leaders.setdefault(p["leader_id"], []).append(p["partition_index"])
+        return {"transaction_coordinator": coordinator,
+                "input_leaders": {b: sorted(ps) for b, ps in sorted(leaders.items())}}
+    finally:
+        admin.close()
+
+
+def replication(settings: Any) -> dict[str, Any]:
+    """Replicas and min.insync.replicas of the run's topics and of the transaction state log."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    from txmon.broker.topics import admin_client
+
+    admin = admin_client(settings)
+    try:
+        names = [t for t in admin.list_topics() if t.startswith(settings.topics.prefix)
+                 or t == "__transaction_state"]
+        out: dict[str, Any] = {d["name"]: {"replicas": sorted({len(p["replica_nodes"])
+                                                              for p in d["partitions"]})}
+                               for d in admin.describe_topics(names)}
+        wanted = [ConfigResource(ConfigResourceType.TOPIC, n, {"min.insync.replicas": None})
+                  for n in names]
+        for name, conf in admin.describe_configs(wanted, config_filter="all").get("topic", {}).items():
+            if "min.insync.replicas" in conf and name in out:
+                out[name]["min_insync_replicas"] = int(conf["min.insync.replicas"]["value"])
+        return out
+    finally:
+        admin.close()
+
+
 def _ensure_and_produce(settings: Any, items: list[Any]) -> None:
     from txmon.broker.topics import ensure_topics
 
@@ -209,28 +320,37 @@ def _ensure_and_produce(settings: Any, items: list[Any]) -> None:
         raise RuntimeError("the broker did not acknowledge every pre-loaded transaction")
 
 
-RUNNERS = {"kills": kills, "rebalance": rebalance, "broker": broker}
+RUNNERS = {"kills": kills, "rebalance": rebalance, "broker": broker, "node_loss": node_loss}
 
 
 def run_scenario(name: str, cluster: Any, work: Path, w: Workload, plan: Plan) -> dict[str, Any]:
     plan.logs.mkdir(parents=True, exist_ok=True)
-    return asyncio.run(RUNNERS[name](cluster, work, w, plan))
+    try:
+        return asyncio.run(RUNNERS[name](cluster, work, w, plan))
+    finally:
+        reap_children()  # a scenario that failed half-way must not leave its workers running
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--transactions", type=int, default=200_000, help="per scenario")
     ap.add_argument("--kills", type=int, default=5)
-    ap.add_argument("--scenario", action="append", choices=SCENARIOS, help="default: all three")
+    ap.add_argument("--scenario", action="append", choices=SCENARIOS, help="default: all four")
     ap.add_argument("--rate", type=float, default=800.0, help="live publishing rate, broker scenario")
     ap.add_argument("--broker-down-seconds", type=float, default=10.0)
+    ap.add_argument("--node-down-fraction", type=float, default=0.6,
+                    help="node_loss: restart the node once this share of the run is scored")
+    ap.add_argument("--node-down-max-seconds", type=float, default=300.0)
     ap.add_argument("--worker-arg", action="append", default=[],
                     help="extra argument for `txmon worker` (repeatable), e.g. --worker-arg=--no-drift")
     ap.add_argument("--timeout", type=float, default=1800.0, help="per scenario (seconds)")
     ap.add_argument("--logs", type=Path, default=Path("/tmp/txmon-bench-faults"))
-    ap.add_argument("--out", default="faults")
+    ap.add_argument("--out", default=None,
+                    help="result name (default faults, or faults_<scenario...> for a subset)")
     args = ap.parse_args()
     plan = Plan(kills=args.kills, rate=args.rate, broker_down_seconds=args.broker_down_seconds,
+                node_down_fraction=args.node_down_fraction,
+                node_down_max_seconds=args.node_down_max_seconds,
                 worker_args=args.worker_arg, timeout=args.timeout, logs=args.logs)
 
     import logging
@@ -240,24 +360,34 @@ def main() -> None:
     before = machine()
     t0 = time.monotonic()
     results: dict[str, Any] = {}
-    with private_cluster() as (cluster, work):
+    names = args.scenario or list(SCENARIOS)
+    with work_dir("txmon-bench-faults-") as work:
         w = workload(args.transactions, work)
         print(f"{len(w.items)} transactions, threshold {w.threshold:.4f}", file=sys.stderr)
-        for name in args.scenario or SCENARIOS:
-            try:
-                results[name] = run_scenario(name, cluster, work, w, plan)
-            except RuntimeError as exc:
-                results[name] = {"error": str(exc)[:3000]}
-            print(name, json.dumps({k: v for k, v in results[name].items() if k != "workers"}),
-                  file=sys.stderr)
+        # node_loss on its own three-node cluster, the others on one node.
+        for brokers, group in ((1, [n for n in names if n != "node_loss"]),
+                               (3, [n for n in names if n == "node_loss"])):
+            if not group:
+                continue
+            with private_cluster(heap="768m" if brokers == 1 else "512m", brokers=brokers) as (
+                    cluster, cwork):
+                for name in group:
+                    try:
+                        results[name] = run_scenario(name, cluster, cwork, w, plan)
+                    except RuntimeError as exc:
+                        results[name] = {"error": str(exc)[:3000]}
+                    print(name, json.dumps({k: v for k, v in results[name].items() if k != "workers"}),
+                          file=sys.stderr)
     ok = all(r.get("lost") == 0 and r.get("duplicated") == 0 and "error" not in r
              for r in results.values())
     report = {"command": command_line(),
               "what": "txmon worker subprocesses on a private one-node Kafka 4.1: kill -9, "
-                      "rebalances and a broker restart; outputs counted read_committed",
+                      "rebalances and a broker restart; on a private three-node cluster (RF 3, "
+                      "min ISR 2): one node SIGKILLed and restarted; outputs counted read_committed",
               "parameters": {"transactions_per_scenario": args.transactions, "kills": args.kills,
                              "live_rate_per_s": args.rate,
                              "broker_down_seconds": args.broker_down_seconds,
+                             "node_down_fraction": args.node_down_fraction,
                              "drift_warmup": plan.drift_warmup, "worker_args": args.worker_arg,
                              "partitions": 6, "model": "untrained, production-sized (TrainConfig)"},
               "code": code_version(),
@@ -272,7 +402,8 @@ def main() -> None:
                         "Every process shares a 2-core machine; see load_average."],
               "seconds": round(time.monotonic() - t0, 1),
               "machine_before": before, "machine_after": machine()}
-    path = write_result(args.out, report)
+    out = args.out or ("faults" if set(names) == set(SCENARIOS) else "faults_" + "_".join(names))
+    path = write_result(out, report)
     print(json.dumps({"nothing_lost_or_duplicated": ok, "results": path.as_posix()}))
 
 

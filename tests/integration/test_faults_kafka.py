@@ -1,5 +1,6 @@
 """Short variants of bench/bench_faults.py (same code): two ``txmon worker`` processes with a
-rebalance in each direction, and a broker restart under live load — nothing lost or duplicated.
+rebalance in each direction, a broker restart under live load, and one node of three lost under
+live load — nothing lost or duplicated.
 
 kill -9 has its own test in test_worker_kafka.py; the long runs (200,000 transactions, five kills)
 are ``bench/bench_faults.py``.
@@ -48,3 +49,20 @@ def test_broker_killed_and_restarted_under_live_load(small_workload, tmp_path):
         r = run_scenario("broker", cluster, work, small_workload, plan(tmp_path, ""))
     assert_exactly_once(r)
     assert r["faults"][0]["producing_live_at_fault"], r
+
+
+def test_node_loss_of_three_under_live_load(small_workload, tmp_path):
+    # Three nodes (RF 3, min ISR 2): the worker's transaction coordinator is SIGKILLed mid-stream
+    # and the worker finishes on two (the bench also starts the node again).
+    with private_cluster(heap="384m", brokers=3) as (cluster, work):
+        p = plan(tmp_path, "")
+        p.node_down_fraction, p.restart_node = 1.0, False
+        r = run_scenario("node_loss", cluster, work, small_workload, p)
+    assert_exactly_once(r)
+    fault = r["faults"][0]
+    assert fault["producing_live_at_fault"], r
+    assert fault["scored_while_down"] > 0, r
+    assert fault["node"] == fault["roles_before"]["transaction_coordinator"], r
+    rf = r["replication"]
+    assert rf["node_loss.transactions"] == {"replicas": [3], "min_insync_replicas": 2}, rf
+    assert rf["__transaction_state"] == {"replicas": [3], "min_insync_replicas": 2}, rf
