@@ -65,8 +65,12 @@ class WorkerConfig(BaseSettings):
     # retriable NOT_ENOUGH_REPLICAS, and AddPartitionsToTxn with CONCURRENT_TRANSACTIONS; at
     # aiokafka's default 100 ms backoff each one costs a batch 100 ms (the Java client uses 20 ms).
     retry_backoff_ms: int = Field(20, ge=1)
-    # Transactions per account remembered for joining late labels (counterparty and score).
+    # Transactions per account remembered for joining late labels (counterparty and score): at most
+    # label_index_size, none older (event time) than label_index_days before the account's latest
+    # (0: no age limit). Together they bound the worker's memory: ~accounts x min(size, days x daily
+    # transactions) x ~0.4 KB. 120 days: the simulator's slowest labels (AML investigations).
     label_index_size: int = Field(512, ge=0)
+    label_index_days: float = Field(120.0, ge=0)
     credit_tx_types: tuple[str, ...] = ("transfer",)
     # Account entries: "memory", or "rocksdb" (streams.store; needs rocksdict) with the most recent
     # store_cache_entries in memory and the rest in store_dir (default $TXMON_HOME/worker/<id>),

@@ -235,7 +235,8 @@ class ScoringCore:
             self._dead(r, out, field_="(features)", error=f"{type(exc).__name__}: {exc}",
                        stage="features")
             return
-        entry.remember(tx.tx_id, tx.counterparty_id, None, self.config.label_index_size)
+        entry.remember(tx.tx_id, tx.counterparty_id, None, self.config.label_index_size,
+                       self.features.epoch_seconds(tx.event_time), self.config.label_index_days * 86400)
         self.accounts.touch(tx.account_id)
         pending.append(_Pending(r, tx, model_input, shadow_input))
         if (tx.tx_type in self.config.credit_tx_types and tx.direction == "debit"
@@ -278,7 +279,7 @@ class ScoringCore:
             out.unmatched_labels += 1
             score = None
         else:
-            _, counterparty, score = item
+            counterparty, score = item[1], item[2]
             out.outputs.append(Output(self.topics.counterparty, counterparty.encode(),
                                       CounterpartyRisk.event(counterparty, label)))
         if self.observer is not None:

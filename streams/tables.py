@@ -35,7 +35,6 @@ _dumps = json.JSONEncoder(separators=(",", ":")).encode
 # ~3 KB compressed at level 1 (~40 us per value); fewer bytes in every transaction, through the
 # producer and the broker. Values written as plain JSON (older changelogs) still restore.
 COMPRESSION_LEVEL = 1
-HISTORY_TEXTS = 64  # at least models.features.HISTORY_MAX: cached texts kept beyond the index's
 
 
 def account_value(value: bytes) -> bytes:
@@ -46,7 +45,8 @@ def account_value(value: bytes) -> bytes:
 @dataclass
 class AccountEntry:
     state: dict[str, Any]
-    # [tx_id, counterparty_id, score], oldest first, at most label_index_size long.
+    # [tx_id, counterparty_id, score, event epoch seconds], oldest first, at most label_index_size
+    # long and label_index_days old (items restored from older changelogs have no time).
     index: list[list[Any]] = field(default_factory=list)
 
     _ids: dict[str, list[Any]] | None = field(default=None, repr=False, compare=False)
@@ -60,17 +60,26 @@ class AccountEntry:
             self._ids = {item[0]: item for item in self.index}
         return self._ids
 
-    def remember(self, tx_id: str, counterparty_id: str, score: float | None, limit: int) -> None:
+    def remember(self, tx_id: str, counterparty_id: str, score: float | None, limit: int,
+                 at: int | None = None, max_age: float | None = None) -> None:
+        """Index a transaction (event time ``at``, epoch seconds); forget the oldest beyond
+        ``limit`` items or older than ``max_age`` seconds before ``at``: what bounds the memory."""
         if limit <= 0:
             return
-        item = [tx_id, counterparty_id, score]
+        item = [tx_id, counterparty_id, score] if at is None else [tx_id, counterparty_id, score, at]
         self.index.append(item)
         ids = self._lookup()
         ids[tx_id] = item
-        if len(self.index) > limit:
-            for old in self.index[: len(self.index) - limit]:
+        drop = max(0, len(self.index) - limit)
+        if at is not None and max_age:
+            # Oldest first: stop at the first young enough (or untimed) item.
+            while (drop < len(self.index) and len(self.index[drop]) > 3
+                   and self.index[drop][3] < at - max_age):
+                drop += 1
+        if drop:
+            for old in self.index[:drop]:
                 ids.pop(old[0], None)
-            del self.index[: len(self.index) - limit]
+            del self.index[:drop]
 
     def seen(self, tx_id: str) -> bool:
         return tx_id in self._lookup()
@@ -89,27 +98,32 @@ class AccountEntry:
         compact separators, but each history record and index item is serialised once and its text
         reused while it stays unchanged (history records never change once appended; an index item
         changes once, when its score is set): a full history is ~7 KB of text per account write. The
-        texts cost memory, about as much again as the JSON of the entry."""
-        cache = self._text
-        if len(cache) > 2 * (len(self.index) + HISTORY_TEXTS):
-            cache.clear()  # ids of records and items long gone
+        texts cost memory, about as much again as the JSON of the entry.
+
+        The cache is rebuilt with exactly the texts used: it holds its records alive, and the old
+        rule (clear past twice the index's length) let it keep every history record an account
+        ever had until its label index was full, ~1 KB per transaction (bench/bench_memory.py)."""
+        old, cache = self._text, {}
+        self._text = cache
         texts = []
         for k, v in self.state.items():
             if k == "h" and isinstance(v, list):
                 rows = []
                 for r in v:
-                    hit = cache.get(id(r))
+                    hit = old.get(id(r))
                     if hit is None or hit[0] is not r:
-                        hit = cache[id(r)] = (r, None, _dumps(r))
+                        hit = (r, None, _dumps(r))
+                    cache[id(r)] = hit
                     rows.append(hit[2])
                 texts.append('"h":[' + ",".join(rows) + "]")
             else:
                 texts.append(f"{_dumps(k)}:{_dumps(v)}")
         items = []
         for item in self.index:
-            hit = cache.get(id(item))
+            hit = old.get(id(item))
             if hit is None or hit[0] is not item or hit[1] != item[2]:
-                hit = cache[id(item)] = (item, item[2], _dumps(item))
+                hit = (item, item[2], _dumps(item))
+            cache[id(item)] = hit
             items.append(hit[2])
         return ('{"s":{' + ",".join(texts) + '},"i":[' + ",".join(items) + "]}").encode()
 

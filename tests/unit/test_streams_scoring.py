@@ -224,6 +224,25 @@ def test_changelog_values_are_the_json_of_the_state_when_written(frame, encoder,
     assert checked > len(records) // 2
 
 
+def test_account_memory_is_bounded_by_the_label_index_age_and_the_live_texts(frame, encoder, topics):
+    """The label index forgets transactions older than label_index_days (event time), and the
+    text cache holds exactly the texts of the current history and index: no dead records."""
+    core, model = make_core(topics), TokenModel(encoder)
+    core.config = core.config.model_copy(update={"label_index_days": 2.0})
+    records = tx_records(frame, topics)
+    for i in range(0, len(records), 16):
+        core.process(records[i:i + 16], model)
+    busiest = frame["account_id"].value_counts().index[0]
+    e = core.accounts.peek(busiest)
+    times = [item[3] for item in e.index]
+    assert 1 <= len(e.index) < (frame["account_id"] == busiest).sum()
+    assert times == sorted(times) and times[-1] - times[0] <= 2 * 86400
+    assert all(e.find(item[0]) is item for item in e.index)
+    assert len(e._text) == len(e.index) + len(e.state["h"])
+    older = list(frame[frame["account_id"] == busiest]["tx_id"])[: -len(e.index)]
+    assert older and not any(e.seen(t) for t in older)  # forgotten: a label for them goes unmatched
+
+
 def test_a_changelog_written_as_plain_json_still_restores(frame, encoder, topics):
     core = make_core(topics)
     core.process(tx_records(frame, topics), TokenModel(encoder))
