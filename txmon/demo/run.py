@@ -29,7 +29,7 @@ from rich.table import Table
 
 from txmon.demo.collector import Collector, Truth, buckets, precision_at_budget
 from txmon.demo.report import DemoRecord, Stage, render
-from txmon.demo.scenario import DemoPlan, split
+from txmon.demo.scenario import DemoPlan, cold_events, split
 from txmon.demo.supervisor import Supervisor
 from txmon.settings import BrokerSettings, KafkaSettings, Settings, TopicSettings
 
@@ -246,7 +246,7 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
         sup.env = demo.env_for(TXMON_WORKER__METRICS_PORT=str(metrics_port),
                                TXMON_WORKER__METRICS_HOST="127.0.0.1",
                                TXMON_WORKER__DRIFT_WARMUP_EVENTS=str(plan.drift_warmup_events),
-                               TXMON_WORKER__DRIFT_COLD_EVENTS=str(plan.drift_cold_events),
+                               TXMON_WORKER__DRIFT_COLD_EVENTS=str(cold_events(plan, len(warmup))),
                                TXMON_WORKER__DRIFT_MONITOR=json.dumps(plan.drift_monitor))
         # Budget mode: the day's alerts go to the highest scores; the floor only stops noise.
         sup.start("worker", "worker", "--instance-id", "demo-1",
