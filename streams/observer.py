@@ -63,12 +63,15 @@ class _Window:
 
     def __init__(self) -> None:
         self.parts: list[tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]] = []
+        self.times: list[np.ndarray] = []  # epoch seconds
         self.events = 0
 
     def add(self, batch: ScoredBatch) -> None:
         features, binary = columns(batch)
         self.parts.append((np.asarray(batch.embeddings, dtype=np.float32), features, binary,
                            np.asarray(batch.scores, dtype=np.float64)))
+        self.times.append(np.asarray([int(tx.event_time.timestamp()) for tx in batch.transactions],
+                                     dtype=np.int64))
         self.events += len(batch.scores)
 
     def stacked(self) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, np.ndarray], np.ndarray]:
@@ -200,7 +203,8 @@ class DriftFeed:
         reference = DriftReference.build(emb, features, binary, scores, self.config,
                                          source=f"warm-up: first {window.events} events scored by "
                                                 f"{version} in this worker",
-                                         threshold_cache=self.threshold_cache)
+                                         threshold_cache=self.threshold_cache,
+                                         times=np.concatenate(window.times))
         reference.save(self.references_dir / version)
         return reference
 

@@ -33,9 +33,11 @@ def summarise_numeric(features: dict[str, np.ndarray]) -> tuple[np.ndarray, list
 
 
 def summarise_binary(binary: dict[str, np.ndarray], jitter: np.ndarray) -> tuple[np.ndarray, list[str]]:
-    """Randomised positive rate of each signal: (count + jitter) / n, jitter uniform on [0, 1)."""
+    """Randomised positive rate of each signal: (count + jitter) / n, jitter uniform on [0, 1).
+    A seasonally adjusted signal is 0/1 minus its hour-of-week cycle: its sum stands for the count."""
     names = sorted(binary)
-    rates = [(np.count_nonzero(binary[n]) + jitter[i]) / len(binary[n]) for i, n in enumerate(names)]
+    rates = [(np.sum(binary[n], dtype=np.float64) + jitter[i]) / len(binary[n])
+             for i, n in enumerate(names)]
     return np.asarray(rates, dtype=np.float64), [f"{n}.rate" for n in names]
 
 

@@ -7,7 +7,11 @@ their share again across their features (Šidák), so adding a feature does not 
 
 Detectors check once per *block* of ``block_events`` consecutive events (block summaries: means and
 standard deviations). That keeps the per-event cost to a few array appends and makes a large ERT
-in events reachable with a bootstrap count that can actually be simulated.
+in events reachable with a bootstrap count that can actually be simulated. The ``tail`` group is a
+CUSUM on high scores per mini-block (:mod:`streams.drift.cusum`): its threshold comes from a Markov
+chain, not a bootstrap, and it reacts to a fraud wave within a few hundred to a few thousand events.
+With ``seasonal``, every column is compared with its own hour of the week
+(:mod:`streams.drift.seasonal`).
 
 >>> c = DriftConfig(ert_events=1_000_000, block_events=500)
 >>> round(c.ert_steps("score"))  # checks between false alarms for the score detector
@@ -25,8 +29,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Group = Literal["embedding", "features", "score", "binary"]
-GROUPS: tuple[Group, ...] = ("embedding", "features", "score", "binary")
+Group = Literal["embedding", "features", "score", "binary", "tail"]
+GROUPS: tuple[Group, ...] = ("embedding", "features", "score", "binary", "tail")
 # About 5.5 hours of traffic at 100 tx/s between false alarms of the whole monitor.
 DEFAULT_ERT_EVENTS = 2_000_000.0
 
@@ -45,7 +49,7 @@ class DriftConfig(BaseModel):
     ert_hours: float | None = Field(None, gt=0)
     events_per_hour: float = Field(360_000.0, gt=0)  # 100 tx/s
     budget_shares: dict[Group, float] = Field(default_factory=lambda: {
-        "embedding": 0.4, "features": 0.2, "score": 0.2, "binary": 0.2})
+        "embedding": 0.35, "features": 0.2, "score": 0.2, "binary": 0.2, "tail": 0.05})
 
     # Checks: every block of this many events becomes one detector step.
     block_events: int = Field(500, ge=1)
@@ -53,6 +57,15 @@ class DriftConfig(BaseModel):
     reference_blocks: int = Field(300, ge=20)
     # Binary signals: one event per block is fed to the Fisher exact test (FET needs 0/1 steps).
     binary_reference_events: int = Field(2000, ge=50)
+
+    # Compare like with like: remove an hour-of-day + weekday profile fitted on the reference
+    # (when it spans two weeks) from every column before block summaries (streams.drift.seasonal).
+    seasonal: bool = True
+    # The "tail" group: a CUSUM on how many scores per mini-block exceed the reference's
+    # tail_quantile, designed for a rise to tail_ratio times the reference rate (streams.drift.cusum).
+    tail_quantile: float = Field(0.99, gt=0.5, lt=1)
+    tail_mini_events: int = Field(100, ge=10)
+    tail_ratio: float = Field(3.0, gt=1)
 
     # Windows, in checks (blocks) for CVM/LSDD, in thinned events for FET.
     cvm_windows: tuple[int, ...] = (3, 8)
@@ -127,7 +140,8 @@ class DriftConfig(BaseModel):
     def fingerprint(self) -> str:
         """Digest of everything that shapes thresholds: a cached reference is valid only for it."""
         keys = ("block_events", "reference_blocks", "binary_reference_events", "cvm_windows",
-                "lsdd_window", "fet_windows", "fet_lam", "bootstrap_factor", "seed")
+                "lsdd_window", "fet_windows", "fet_lam", "bootstrap_factor", "seed", "seasonal",
+                "tail_quantile", "tail_mini_events", "tail_ratio")
         shaping = {k: getattr(self, k) for k in keys}
         shaping["ert_steps"] = {g: self.ert_steps(g) for g in self.groups}
         return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=list).encode()).hexdigest()

@@ -1,11 +1,14 @@
 """The drift monitor the streaming worker feeds after each scored micro-batch.
 
-Events accumulate into blocks of ``config.block_events``; each full block is one step of every
-detector (LSDD on the mean embedding, Cramér-von Mises on feature, score and binary-rate
-summaries). Labels, whenever they arrive, feed ADWIN on the log loss. A detection becomes a
-:class:`txmon.contracts.Drift` event naming the columns that moved most; the detector then restarts
-from the reference, and its group stays quiet for ``rearm_blocks`` blocks so one lasting change
-does not flood the drift topic (its detections are still counted in ``status``).
+Events accumulate into blocks of ``config.block_events``; each full block, its weekly cycle removed
+when the reference has a seasonal profile, is one step of every block detector (LSDD on the mean
+embedding, Cramér-von Mises on feature, score and binary-rate summaries). Every event also feeds
+the tail CUSUM (:mod:`streams.drift.cusum`: high scores per mini-block), which reacts within a few
+mini-blocks of a fraud wave instead of a window of blocks. Labels, whenever they arrive, feed
+ADWIN on the log loss. A detection becomes a :class:`txmon.contracts.Drift` event naming the
+columns that moved most; the detector then restarts from the reference, and its group stays quiet
+for ``rearm_blocks`` blocks so one lasting change does not flood the drift topic (its detections
+are still counted in ``status``).
 
 Cost and delay: per event, observe_batch only appends to buffers; per block it runs four detector
 steps. A detection therefore comes at a block boundary, up to ``block_events`` events late, plus
@@ -27,14 +30,16 @@ import pandas as pd
 
 from streams.drift.blocks import SCORE, block_jitter, summarise
 from streams.drift.config import DriftConfig, Group
+from streams.drift.cusum import TailCusum
 from streams.drift.detectors import Check
 from streams.drift.outcomes import OutcomeTracker
-from streams.drift.reference import DriftReference
+from streams.drift.reference import TAIL, DriftReference
 from streams.drift.state import SUMMARY, latest_checkpoint, read_summary, write_checkpoint
 from txmon.contracts import Drift, FeatureShift, Severity, Window
 
 SCOPES: dict[Group, str] = {"embedding": "embedding", "features": "feature", "score": "score",
-                            "binary": "feature"}
+                            "binary": "feature", "tail": "score"}
+TAIL_NAME = "cusum.tail"
 REARM_BLOCKS = 120
 
 
@@ -67,6 +72,8 @@ class DriftMonitor:
     def _start(self, reference: DriftReference, champion_version: str) -> None:
         self.reference, self.champion_version = reference, champion_version
         self._detectors = reference.detectors(self.config)  # cached thresholds, no simulation
+        tail = reference.tail()
+        self._tail_q, self._tail = (None, None) if tail is None else (tail[0], TailCusum(tail[1]))
         self._feature_names = sorted({c.rsplit(".", 1)[0] for c in reference.columns.get("features", [])})
         self._binary_names = sorted({c.rsplit(".", 1)[0] for c in reference.columns.get("binary", [])})
         self._ref_mean = {g: b.mean(axis=0) for g, b in reference.blocks.items()}
@@ -99,7 +106,7 @@ class DriftMonitor:
             old = self._pending.get(k)
             self._pending[k] = v if old is None or not len(old) else np.concatenate([old, v])
         self.events_seen += n
-        out: list[Drift] = []
+        out: list[Drift] = self._feed_tail(columns) if self._tail is not None else []
         size = self.config.block_events
         before = self.blocks_seen
         while len(self._pending["t"]) >= size:
@@ -133,9 +140,36 @@ class DriftMonitor:
             raise ValueError(f"every input needs {n} rows (one per scored event); got {bad}")
         return cols
 
+    def _feed_tail(self, columns: dict[str, np.ndarray]) -> list[Drift]:
+        """Events in arrival order into the tail CUSUM (per mini-block, not per block)."""
+        assert self._tail is not None and self._tail_q is not None
+        cal, seasonal = self._tail.cal, self.reference.seasonal
+        expected = np.full(len(columns["t"]), cal.p0)
+        if seasonal is not None and TAIL in seasonal.columns:
+            expected = np.clip(expected + seasonal.cycle(TAIL, columns["t"] // 1_000_000), 0.0, 1.0)
+        exceed = columns[SCORE] > self._tail_q
+        out = []
+        for a in self._tail.update(exceed, expected, columns["t"]):
+            at = _dt(int(columns["t"][a.index]))
+            shift = FeatureShift(feature="score.tail_rate", statistic=a.statistic, threshold=cal.h,
+                                 reference_mean=a.reference_rate, current_mean=a.run_rate)
+            event = Drift(detector=TAIL_NAME, scope="score", statistic=a.statistic, threshold=cal.h,
+                          detected_at=at, window=Window(start=_dt(a.run_start_us), end=at,
+                                                        events=a.run_events),
+                          champion_version=self.champion_version, evidence=[shift],
+                          severity=_severity(a.run_rate, a.reference_rate))
+            self._record(TAIL_NAME, event)
+            if self.blocks_seen >= self._quiet_until.get(TAIL_NAME, 0):
+                self._quiet_until[TAIL_NAME] = self.blocks_seen + self.rearm_blocks
+                out.append(event)
+        self._last[TAIL_NAME] = {"statistic": self._tail.s, "threshold": cal.h, "steps": self._tail.t}
+        return out
+
     def _step(self, block: dict[str, np.ndarray]) -> list[Drift]:
         self.blocks_seen += 1
         self._block_times.append((int(block["t"][0]), int(block["t"][-1])))
+        if self.reference.seasonal is not None:  # compare like with like: weekly cycle removed
+            block = self.reference.seasonal.adjust(block, block["t"] // 1_000_000)
         inputs: dict[Group, dict[str, np.ndarray]] = {
             "embedding": {"embedding": block.get("embedding")},
             "features": {n: block["f:" + n] for n in self._feature_names},
@@ -228,6 +262,14 @@ class DriftMonitor:
                          "ert_events": self.config.ert_events_for(group),
                          "n_bootstraps": det.n_bootstraps, "detections": self._counts.get(name, 0),
                          "last_detection": self._detections.get(name)})
+        if self._tail is not None:
+            cal = self._tail.cal
+            rows.append({"detector": TAIL_NAME, "scope": "score", **self._last.get(
+                TAIL_NAME, {"statistic": 0.0, "threshold": cal.h, "steps": 0}),
+                "ert_events": self.config.ert_events_for("tail"), "reference_rate": cal.p0,
+                "score_threshold": self._tail_q, "dispersion": cal.dispersion,
+                "detections": self._counts.get(TAIL_NAME, 0),
+                "last_detection": self._detections.get(TAIL_NAME)})
         o = self._outcomes
         rows.append({"detector": "adwin.loss", "scope": "performance",
                      **self._last.get("adwin.loss", {"statistic": None, "threshold": None, "steps": 0}),
@@ -253,7 +295,8 @@ class DriftMonitor:
                        "blocks_seen": self.blocks_seen, "events_seen": self.events_seen,
                        "block_times": list(self._block_times), "last": self._last,
                        "detections": self._detections, "counts": self._counts,
-                       "quiet_until": self._quiet_until, "status": self.status()}
+                       "quiet_until": self._quiet_until, "status": self.status(),
+                       "tail": None if self._tail is None else self._tail.state()}
             (d / SUMMARY).write_text(json.dumps(summary, indent=1, default=str))
         return write_checkpoint(self.state_dir, write)
 
@@ -284,6 +327,8 @@ class DriftMonitor:
         m._block_times.extend(tuple(t) for t in s["block_times"])
         m._last, m._detections = s["last"], s["detections"]
         m._counts, m._quiet_until = s["counts"], s["quiet_until"]
+        if m._tail is not None and s.get("tail"):
+            m._tail.load(s["tail"])
         return m
 
     def reset(self, new_reference: DriftReference, champion_version: str) -> None:

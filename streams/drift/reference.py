@@ -24,11 +24,15 @@ from pathlib import Path
 
 import numpy as np
 
+from streams.drift import cusum
 from streams.drift.blocks import SCORE, column_names, independent_blocks, reference_blocks
 from streams.drift.config import DriftConfig, Group
 from streams.drift.detectors import Calibration, MultivariateDetector, UnivariateDetector
+from streams.drift.seasonal import SeasonalProfile, cross_fitted, fits
 
 META = "reference.json"
+SEASONAL = "seasonal.npz"
+TAIL = "tail"  # per-event column: score above the reference's tail quantile
 Detector = UnivariateDetector | MultivariateDetector
 Progress = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -82,6 +86,22 @@ def _calibrate(group: Group, x_ref: np.ndarray, config: DriftConfig, n_bootstrap
     return calibration
 
 
+def _flat(inputs: dict[Group, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-event numeric columns under the names the monitor's blocks use (``f:``, ``b:``)."""
+    prefix = {"features": "f:", "binary": "b:", "score": "", "tail": ""}
+    return {prefix[g] + k: np.asarray(v, dtype=np.float64)
+            for g, cols in inputs.items() if g in prefix for k, v in cols.items()}
+
+
+def _unflat(flat: dict[str, np.ndarray], inputs: dict[Group, dict[str, np.ndarray]]
+            ) -> dict[Group, dict[str, np.ndarray]]:
+    out = dict(inputs)
+    for g, p in (("features", "f:"), ("binary", "b:"), ("score", ""), ("tail", "")):
+        if g in inputs:
+            out[g] = {k: flat[p + k] for k in inputs[g]}
+    return out
+
+
 @dataclass
 class DriftReference:
     """Reference block summaries per detector group, their column names and calibrations."""
@@ -93,18 +113,22 @@ class DriftReference:
     n_bootstraps: dict[Group, int]
     created_at: str = field(default_factory=lambda: datetime.now(UTC).isoformat())
     source: str = ""
+    seasonal: SeasonalProfile | None = None  # weekly profile removed from live columns
 
     @classmethod
     def build(cls, embeddings: np.ndarray | None, features: dict[str, np.ndarray],
               binary: dict[str, np.ndarray], scores: np.ndarray | None, config: DriftConfig,
               progress: Progress | None = None, source: str = "",
-              threshold_cache: Path | None = None) -> DriftReference:
+              threshold_cache: Path | None = None,
+              times: np.ndarray | None = None) -> DriftReference:
         """Summarise the reference events into blocks and simulate every detector's thresholds
         (CVM ones from ``threshold_cache`` when an earlier build left them there).
 
         Any input may be empty/None: its detector group is then left out (its share of the
         false-alarm budget goes unused, which only makes the monitor quieter). Rows are events
-        in time order (reference blocks are contiguous, :func:`reference_blocks`).
+        in time order (reference blocks are contiguous, :func:`reference_blocks`). ``times``
+        (epoch seconds, one per row): with ``config.seasonal`` and two weeks of them, a weekly
+        profile is fitted and removed (cross-fitted, :mod:`streams.drift.seasonal`).
         """
         inputs: dict[Group, dict[str, np.ndarray]] = {}
         if embeddings is not None and len(embeddings):
@@ -115,10 +139,42 @@ class DriftReference:
             inputs["score"] = {SCORE: np.asarray(scores, dtype=np.float64)}
         if binary:
             inputs["binary"] = {k: np.asarray(v).astype(bool) for k, v in binary.items()}
+        score_q, exceed = None, np.zeros(0)
+        if "tail" in config.groups and "score" in inputs:
+            score_q = float(np.quantile(inputs["score"][SCORE], config.tail_quantile))
+            exceed = (inputs["score"][SCORE] > score_q).astype(np.float64)
+            inputs["tail"] = {TAIL: exceed}
+        profile, cycles = None, {}
+        if config.seasonal and times is not None and fits(times):
+            flat = _flat(inputs)
+            if any(len(v) != len(times) for v in flat.values()):
+                raise ValueError("times: one per reference event")
+            profile = SeasonalProfile.fit(flat, np.asarray(times))
+            adjusted, cycles = cross_fitted(flat, np.asarray(times))
+            inputs = _unflat(adjusted, inputs)
+        elif config.seasonal:
+            log.info("drift reference %s: no two weeks of event times, no weekly profile", source)
         rng = np.random.default_rng(config.seed)
         blocks, columns, calibrations, n_boot = {}, {}, {}, {}
         for group in config.groups:
             if group not in inputs:
+                continue
+            if group == "tail":
+                assert score_q is not None
+                if len(exceed) // config.tail_mini_events < cusum.MIN_MINI_BLOCKS:
+                    log.warning("drift reference %s: %d events are too few for the tail CUSUM "
+                                "(%d mini-blocks of %d); it is left out", source, len(exceed),
+                                cusum.MIN_MINI_BLOCKS, config.tail_mini_events)
+                    continue
+                p0 = float(exceed.mean())
+                cal = cusum.calibrate(exceed, config.tail_mini_events, config.tail_ratio,
+                                      config.ert_events_for("tail"),
+                                      p0 + cycles[TAIL] if TAIL in cycles else None)
+                m = len(exceed) // config.tail_mini_events
+                blocks["tail"] = exceed[: m * config.tail_mini_events].reshape(m, -1).sum(1)[:, None]
+                columns["tail"] = ["score.tail_rate"]
+                calibrations["tail"] = {**cal.arrays(), "score_threshold": np.asarray(score_q)}
+                n_boot["tail"] = 0
                 continue
             n_events = len(next(iter(inputs[group].values())))
             if independent_blocks(n_events, config) < config.reference_blocks:
@@ -133,14 +189,22 @@ class DriftReference:
                 progress(f"{group}: simulating {n_boot[group]:,} streams for thresholds")
             calibrations[group] = _calibrate(group, blocks[group], config, n_boot[group],
                                              threshold_cache)
-        return cls(config.fingerprint(), blocks, columns, calibrations, n_boot, source=source)
+        return cls(config.fingerprint(), blocks, columns, calibrations, n_boot, source=source,
+                   seasonal=profile)
 
     def detectors(self, config: DriftConfig) -> dict[Group, Detector]:
-        """Fresh detectors (t=0) from the cached calibrations: no threshold simulation."""
+        """Fresh block detectors (t=0) from the cached calibrations: no threshold simulation."""
         if config.fingerprint() != self.config_fingerprint:
             raise ReferenceError("reference was calibrated for another drift configuration; rebuild it")
         return {g: _make_detector(g, self.blocks[g], config, self.n_bootstraps[g], self.calibrations[g])
-                for g in self.blocks}
+                for g in self.blocks if g != "tail"}
+
+    def tail(self) -> tuple[float, cusum.TailCalibration] | None:
+        """(score threshold, CUSUM calibration) of the tail group, if it has one."""
+        cal = self.calibrations.get("tail")
+        if cal is None:
+            return None
+        return float(cal["score_threshold"]), cusum.TailCalibration.from_arrays(cal)
 
     @property
     def fingerprint(self) -> str:
@@ -151,6 +215,10 @@ class DriftReference:
             h.update(np.ascontiguousarray(self.blocks[g]).tobytes())
             for k in sorted(self.calibrations[g]):
                 h.update(np.ascontiguousarray(self.calibrations[g][k]).tobytes())
+        if self.seasonal is not None:
+            for k, v in sorted(self.seasonal.arrays().items()):
+                h.update(k.encode())
+                h.update(np.ascontiguousarray(v).tobytes())
         return h.hexdigest()
 
     def save(self, directory: Path) -> Path:
@@ -161,6 +229,10 @@ class DriftReference:
             path = directory / f"{g}.npz"
             np.savez(path, blocks=self.blocks[g],
                      **{f"cal_{k}": v for k, v in self.calibrations[g].items()})
+            files[path.name] = _digest(path)
+        if self.seasonal is not None:
+            path = directory / SEASONAL
+            np.savez(path, **self.seasonal.arrays())
             files[path.name] = _digest(path)
         meta = {"config_fingerprint": self.config_fingerprint, "columns": self.columns,
                 "n_bootstraps": self.n_bootstraps, "created_at": self.created_at,
@@ -176,17 +248,21 @@ class DriftReference:
             meta = json.loads((directory / META).read_text())
         except (OSError, ValueError) as exc:
             raise ReferenceError(f"{directory}: no readable {META} ({exc})") from None
-        blocks, calibrations = {}, {}
+        blocks, calibrations, seasonal = {}, {}, None
         for name, digest in meta["files"].items():
             path = directory / name
             if not path.is_file() or _digest(path) != digest:
                 raise ReferenceError(f"{path}: missing or altered since it was saved")
+            if name == SEASONAL:
+                with np.load(path, allow_pickle=False) as z:
+                    seasonal = SeasonalProfile.from_arrays({k: z[k] for k in z.files})
+                continue
             group = name.removesuffix(".npz")
             with np.load(path, allow_pickle=False) as z:
                 blocks[group] = z["blocks"]
                 calibrations[group] = {k[4:]: z[k] for k in z.files if k.startswith("cal_")}
         ref = cls(meta["config_fingerprint"], blocks, meta["columns"], calibrations,
-                  meta["n_bootstraps"], meta["created_at"], meta.get("source", ""))
+                  meta["n_bootstraps"], meta["created_at"], meta.get("source", ""), seasonal)
         if ref.fingerprint != meta["fingerprint"]:
             raise ReferenceError(f"{directory}: contents do not match the recorded fingerprint")
         if config is not None and config.fingerprint() != ref.config_fingerprint:

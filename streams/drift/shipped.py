@@ -41,8 +41,10 @@ def build(embeddings: np.ndarray, scores: np.ndarray, records: Sequence[dict[str
         raise ValueError(f"{len(scores)} validation events are less than one block "
                          f"({config.block_events})")
     features, binary = record_columns(records)
+    times = (np.asarray([r["ts"] for r in records], dtype=np.int64)
+             if all("ts" in r for r in records) else None)
     return DriftReference.build(embeddings, features, binary, scores, config, progress=progress,
-                                source=source, threshold_cache=threshold_cache)
+                                source=source, threshold_cache=threshold_cache, times=times)
 
 
 def save(reference: DriftReference, artifact_work_dir: Path) -> Path:
