@@ -303,6 +303,9 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
     def swapped() -> Any:
         t = demo.collector.snapshot()  # type: ignore[union-attr]
         new = [v for v in t.versions if v != "v1"]
+        if not new and demo.stream_done.is_set() and t.scores >= len(stream):
+            raise DemoFailed("hot swap", "the live traffic ran out before the promoted model "
+                                         "scored any of it")
         return new[0] if new else None
 
     version = demo.wait_for("hot swap", swapped, sup, lambda v: f"worker serving {v}")

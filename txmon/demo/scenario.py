@@ -74,13 +74,13 @@ class DemoPlan:
     def quick(cls) -> DemoPlan:
         # 4,000 labels after the drift: 2,500 gave the job 74 positives, and a candidate worse
         # than the champion (AP 0.07 vs 0.23); 4,000 gave 223 positives and AP 0.95 vs 0.49.
-        return cls(accounts=600, history_days=28, live_days=12, drift_after_days=3, warmup_days=20,
+        return cls(accounts=600, history_days=28, live_days=16, drift_after_days=3, warmup_days=20,
                    rate=150.0, pretrain_epochs=1, finetune_epochs=2, daily_alert_budget=20,
                    timeout_s=600.0)
 
     @classmethod
     def default(cls) -> DemoPlan:
-        return cls(accounts=1500, history_days=45, live_days=21, drift_after_days=5, warmup_days=30,
+        return cls(accounts=1500, history_days=45, live_days=26, drift_after_days=5, warmup_days=30,
                    snapshot_lookback_days=8,
                    rate=250.0, pretrain_epochs=2, finetune_epochs=4, daily_alert_budget=40,
                    drift_warmup_events=6000, drift_cold_events=6000, labels_after_drift=6000,
