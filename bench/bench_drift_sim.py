@@ -199,6 +199,8 @@ def run_scenario(frame: pd.DataFrame, scorer: Scorer, reference: Any, config: Dr
             "events_after_drift": None if onset is None else len(live) - onset,
             "live_hours": round(float((times[-1] - times[0]) / np.timedelta64(1, "h")), 1),
             "drift_onset_position": onset, "detectors": detectors, "detections": events,
+            "score_drops_not_reported": next((r.get("drops_not_reported") for r in monitor.status()
+                                              if r["detector"] == "cvm.score"), None),
             "hits": hits,
             "replay_s": round(replay_s, 1), "score_s": round(score_s, 1),
             "observe_batch_us_per_event": round(1e6 * spent / len(live), 2)}

@@ -56,6 +56,13 @@ def _dt(micros: int) -> datetime:
     return datetime.fromtimestamp(micros / 1e6, tz=UTC)
 
 
+def _only_drops(event: Drift) -> bool:
+    """Every column past the threshold moved below its reference mean."""
+    moved = [e for e in event.evidence if e.threshold is not None and e.statistic > e.threshold]
+    return bool(moved) and all(e.current_mean is not None and e.reference_mean is not None
+                               and e.current_mean < e.reference_mean for e in moved)
+
+
 def _num(x: float) -> float | None:
     return float(x) if np.isfinite(x) else None
 
@@ -188,9 +195,15 @@ class DriftMonitor:
             if not check.is_drift:
                 continue
             event = self._evidence(group, name, check, det.max_window)
-            self._record(name, event)
             det.reset_state()
             self._history[group].clear()
+            if group == "score" and _only_drops(event):
+                # Fewer fraud-like scores than the reference is not news for the retrain
+                # controller (on the simulator: quiet stretches between incidents, 3 alarms in
+                # ~490k stationary events); counted, not published.
+                self._counts[name + ".drops"] = self._counts.get(name + ".drops", 0) + 1
+                continue
+            self._record(name, event)
             if self.blocks_seen >= self._quiet_until.get(name, 0):
                 self._quiet_until[name] = self.blocks_seen + self.rearm_blocks
                 out.append(event)
@@ -261,7 +274,9 @@ class DriftMonitor:
             rows.append({"detector": name, "scope": SCOPES[group], **self._last.get(name, {}),
                          "ert_events": self.config.ert_events_for(group),
                          "n_bootstraps": det.n_bootstraps, "detections": self._counts.get(name, 0),
-                         "last_detection": self._detections.get(name)})
+                         "last_detection": self._detections.get(name),
+                         **({"drops_not_reported": self._counts.get(name + ".drops", 0)}
+                            if group == "score" else {})})
         if self._tail is not None:
             cal = self._tail.cal
             rows.append({"detector": TAIL_NAME, "scope": "score", **self._last.get(

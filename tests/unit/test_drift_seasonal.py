@@ -38,11 +38,18 @@ def traffic(rng: np.random.Generator, start_s: int, days: int, wave: float = 0.0
     return t, features, binary, 1 / (1 + np.exp(-z))
 
 
-def monitor(config: DriftConfig, tmp_path, days: int = 21) -> DriftMonitor:
-    t, f, b, s = traffic(np.random.default_rng(1), T0, days)
-    # CVM thresholds are distribution-free: simulated by the first build, reused by the others.
-    ref = DriftReference.build(None, f, b, s, config, times=t, threshold_cache=tmp_path.parent / "cvm")
-    return DriftMonitor(ref, config, tmp_path, "v1", rearm_blocks=0)
+_REFERENCES: dict[str, DriftReference] = {}
+
+
+def monitor(config: DriftConfig, tmp_path) -> DriftMonitor:
+    """A fresh monitor on a reference of three weeks of ``traffic`` (built once per config)."""
+    key = config.fingerprint()
+    if key not in _REFERENCES:
+        t, f, b, s = traffic(np.random.default_rng(1), T0, 21)
+        # CVM thresholds are distribution-free: simulated by the first build, reused by the next.
+        _REFERENCES[key] = DriftReference.build(None, f, b, s, config, times=t,
+                                                threshold_cache=tmp_path.parent / "cvm")
+    return DriftMonitor(_REFERENCES[key], config, tmp_path, "v1", rearm_blocks=0)
 
 
 def feed(m: DriftMonitor, t, f, b, s, batch: int = 200) -> list:
@@ -135,3 +142,16 @@ def test_cusum_run_length_matches_simulation_and_restarts_exactly():
     c.load(b.state())
     c.update(x[530:], e[530:], us[530:])
     assert c.state() == a.state()
+
+
+def test_score_detector_reports_rises_not_quiet_stretches(tmp_path):
+    t, f, b, s = traffic(np.random.default_rng(6), T0 + 21 * 86_400, 4)
+    logit = np.log(s / (1 - s))
+    quiet = monitor(CONFIG, tmp_path / "quiet")
+    lower = 1 / (1 + np.exp(-(logit - 1.0)))  # every score lower: fewer fraud-like scores
+    assert not [d for d in feed(quiet, t, f, b, lower) if d.detector == "cvm.score"]
+    assert next(r for r in quiet.status() if r["detector"] == "cvm.score")["drops_not_reported"] > 0
+    higher = 1 / (1 + np.exp(-(logit + 1.0)))
+    rises = [d for d in feed(monitor(CONFIG, tmp_path / "rise"), t, f, b, higher)
+             if d.detector == "cvm.score"]
+    assert rises and rises[0].evidence[0].current_mean > rises[0].evidence[0].reference_mean
