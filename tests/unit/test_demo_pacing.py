@@ -59,48 +59,6 @@ def test_traffic_resumes_when_the_job_ends_without_a_candidate(tmp_path: Path) -
     assert not demo.holding()
 
 
-def _serve_health(body: dict, status: int = 200):
-    import threading
-    from http.server import BaseHTTPRequestHandler, HTTPServer
-
-    class Health(BaseHTTPRequestHandler):
-        def do_GET(self) -> None:
-            data = json.dumps(body).encode()
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    server = HTTPServer(("127.0.0.1", 0), Health)
-    threading.Thread(target=server.serve_forever, daemon=True).start()
-    return server
-
-
-def test_live_traffic_waits_for_the_drift_monitor(tmp_path: Path) -> None:
-    from txmon.demo.run import _monitor_ready
-
-    demo = Demo(DemoPlan.quick(), tmp_path, tmp_path / "report", 9092, Console(quiet=True))
-    tally = Tally(scores=500)
-    demo.collector = SimpleNamespace(snapshot=lambda: tally)
-    body: dict = {"drift": {"state": "building"}}
-    server = _serve_health(body, status=503)
-    demo.metrics_port = server.server_address[1]
-    try:
-        assert _monitor_ready(demo, 400) is None  # simulating thresholds: not yet, whatever scored
-        body["drift"]["state"] = "warming"
-        assert _monitor_ready(demo, 1000) is None  # warm-up still being scored
-        assert "still warming" in _monitor_ready(demo, 500)  # warm-up too short: go on
-        body["drift"]["state"] = "monitoring"
-        assert _monitor_ready(demo, 10_000) == "drift monitor monitoring"
-    finally:
-        server.shutdown()
-    demo.metrics_port = server.server_address[1]  # nothing listens: not ready, no crash
-    assert _monitor_ready(demo, 10_000) is None
-
-
 def test_a_detection_before_the_onset_is_flagged_as_a_false_alarm() -> None:
     import pandas as pd
 

@@ -29,12 +29,11 @@ from rich.table import Table
 
 from txmon.demo.collector import Collector, Truth, buckets, precision_at_budget
 from txmon.demo.report import DemoRecord, Stage, render
-from txmon.demo.scenario import DemoPlan, cold_events, split
+from txmon.demo.scenario import DemoPlan, split
 from txmon.demo.supervisor import Supervisor
 from txmon.settings import BrokerSettings, KafkaSettings, Settings, TopicSettings
 
-STAGES = ("broker", "simulate", "champion", "services", "warm-up", "drift monitor", "live traffic",
-          "drift detected",
+STAGES = ("broker", "simulate", "champion", "services", "warm-up", "live traffic", "drift detected",
           "retrain job", "gates passed", "shadow", "promoted", "hot swap", "recovery", "report")
 
 
@@ -80,10 +79,6 @@ class Demo:
         self.candidate_out = threading.Event()
         self.stopping = threading.Event()
         self.stream_done = threading.Event()
-        # Live traffic waits for the drift monitor: on a slow machine its threshold simulation
-        # would otherwise run while the drift passes by unwatched.
-        self.monitor_ready = threading.Event()
-        self.metrics_port: int | None = None
         self.sent = 0
 
     # -- bookkeeping ---------------------------------------------------------------------------
@@ -242,11 +237,11 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
     demo.collector.start()
 
     with demo.step("services") as st:
-        metrics_port = demo.metrics_port = free_port()
+        metrics_port = free_port()
         sup.env = demo.env_for(TXMON_WORKER__METRICS_PORT=str(metrics_port),
                                TXMON_WORKER__METRICS_HOST="127.0.0.1",
                                TXMON_WORKER__DRIFT_WARMUP_EVENTS=str(plan.drift_warmup_events),
-                               TXMON_WORKER__DRIFT_COLD_EVENTS=str(cold_events(plan, len(warmup))),
+                               TXMON_WORKER__DRIFT_COLD_EVENTS=str(plan.drift_cold_events),
                                TXMON_WORKER__DRIFT_MONITOR=json.dumps(plan.drift_monitor))
         # Budget mode: the day's alerts go to the highest scores; the floor only stops noise.
         sup.start("worker", "worker", "--instance-id", "demo-1",
@@ -265,9 +260,6 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
         return "v1" in demo.collector.snapshot().versions  # type: ignore[union-attr]
 
     demo.wait_for("warm-up", first_version, sup, lambda _: "worker is scoring with v1")
-    warmup_ids = set(warmup["tx_id"])
-    demo.wait_for("drift monitor", lambda: _monitor_ready(demo, len(warmup_ids)), sup)
-    demo.monitor_ready.set()
     demo.stage("live traffic").status = "running"
 
     def drift() -> Any:
@@ -320,32 +312,6 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
     demo.record.promoted_at = demo.collector.snapshot().first_seen.get(version)
 
 
-def _worker_health(demo: Demo) -> dict[str, Any]:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{demo.metrics_port}/health", timeout=2) as r:
-            return json.loads(r.read())
-    except OSError as exc:  # 503 (HTTPError) still carries the body
-        body = getattr(exc, "read", None)
-        try:
-            return json.loads(body()) if body else {}
-        except (OSError, ValueError):
-            return {}
-
-
-def _monitor_ready(demo: Demo, warmup_transactions: int) -> str | None:
-    """Why live traffic may start: the worker's drift monitor watches, or it cannot before live
-    traffic (the warm-up was scored and it still warms up: too few warm-up events for it)."""
-    state = _worker_health(demo).get("drift", {}).get("state")
-    if state in ("monitoring", "failed"):
-        return f"drift monitor {state}"
-    scored = demo.collector.snapshot().scores if demo.collector is not None else 0
-    if state in ("idle", "warming") and scored >= warmup_transactions:
-        return f"drift monitor still {state} after the whole warm-up; it goes on with live traffic"
-    return None
-
-
 def _stream(demo: Demo, frame: pd.DataFrame, hold_at: pd.Timestamp) -> None:
     """Warm-up as fast as possible, then live traffic in slices of event time: at the plan's rate,
     slowed to a trickle past ``hold_at`` until the retrained model serves (so the shadow still sees
@@ -369,9 +335,6 @@ def _stream(demo: Demo, frame: pd.DataFrame, hold_at: pd.Timestamp) -> None:
     try:
         live_start = pd.Timestamp(demo.plan.live_start)
         send(None, live_start, Pacing())
-        while not demo.monitor_ready.is_set():
-            if demo.stopping.wait(0.2):
-                return
         step = pd.Timedelta(hours=6)
         end = max(frame["event_time"].max(), frame["label_time"].max()) + pd.Timedelta(seconds=1)
         t = live_start

@@ -1,17 +1,13 @@
 """The demo's world: how big, how long, and what drifts when.
 
 One simulation covers history and live traffic. History (before ``live_start``) trains the first
-champion with the labels known by then; live traffic is streamed through Kafka, preceded by a
-warm-up of a few days so the worker's per-account state holds recent history. That state is younger
-than training's ("seen counterparties" take weeks to fill), which weakens the champion in live
-traffic and can move the new-counterparty rate by itself: the report flags any detection before the
-true onset as a false alarm. A warm-up of weeks (tried: 20 days) made the champion as good during
-the drift as the retrained model after it, so precision could not show the recovery. The drift is a
+champion with the labels known by then; live traffic is streamed through Kafka, preceded by a short
+warm-up so the worker's per-account state holds the same recent history training saw. The drift is a
 new region: the bank's customers start paying merchants in Lithuania (legitimate, but foreign to the
-champion), and fraudsters take over accounts there through a wallet channel the champion never saw —
-a new fraud pattern in a new place, starting a few days into the live period. Account takeover is
-absent from the history (the bank has not met it before), so the champion has never learnt it and
-misses much of it; a model fine-tuned on the labels that arrive afterwards should not.
+champion), and fraudsters take over accounts there through a wallet channel the champion never
+saw — a new fraud pattern in a new place, starting a few days into the live period. Account
+takeover is absent from the history (the bank has not met it before), so the champion has never
+learnt it and misses much of it; a model fine-tuned on the labels that arrive afterwards should not.
 
 >>> plan = DemoPlan.quick()
 >>> (plan.live_start - plan.start).days
@@ -40,8 +36,6 @@ class DemoPlan:
     live_days: int
     drift_after_days: float
     warmup_days: int
-    # The retrain snapshot reaches this far back before the live period (the warm-up is longer).
-    snapshot_lookback_days: int = 6
     seed: int = 7
     # Transactions per second of live traffic; past ``hold_fraction`` of the live period the stream
     # slows to rate / trickle until the retrained model is serving, so the shadow still sees
@@ -58,9 +52,7 @@ class DemoPlan:
     # reference; an expected run time of 150,000 events between false alarms is ten times the live
     # traffic, and blocks of 100 events keep detection within a few hundred events of the change.
     drift_warmup_events: int = 4000
-    # A fresh worker's first events see young account state: at least this many are left out of the
-    # reference, and in the demo all the warm-up but its last drift_warmup_events (run.py).
-    drift_cold_events: int = 2500
+    drift_cold_events: int = 2500  # a fresh worker's first events see empty account state
     # The retrain job waits for this many labels after the drift, so it learns the new world.
     labels_after_drift: int = 4000
     # ... of which this many positive: early labels after a drift are mostly of older transactions
@@ -76,14 +68,13 @@ class DemoPlan:
     def quick(cls) -> DemoPlan:
         # 4,000 labels after the drift: 2,500 gave the job 74 positives, and a candidate worse
         # than the champion (AP 0.07 vs 0.23); 4,000 gave 223 positives and AP 0.95 vs 0.49.
-        return cls(accounts=600, history_days=28, live_days=16, drift_after_days=3, warmup_days=6,
+        return cls(accounts=600, history_days=28, live_days=12, drift_after_days=3, warmup_days=6,
                    rate=150.0, pretrain_epochs=1, finetune_epochs=2, daily_alert_budget=20,
                    timeout_s=600.0)
 
     @classmethod
     def default(cls) -> DemoPlan:
-        return cls(accounts=1500, history_days=45, live_days=26, drift_after_days=5, warmup_days=8,
-                   snapshot_lookback_days=8,
+        return cls(accounts=1500, history_days=45, live_days=21, drift_after_days=5, warmup_days=8,
                    rate=250.0, pretrain_epochs=2, finetune_epochs=4, daily_alert_budget=40,
                    drift_warmup_events=6000, drift_cold_events=6000, labels_after_drift=6000,
                    positives_after_drift=300,
@@ -99,7 +90,7 @@ class DemoPlan:
     @property
     def snapshot_days(self) -> int:
         """The retraining window: the traffic on Kafka (warm-up and live), in whole days."""
-        return int(self.snapshot_lookback_days + self.live_days + LABEL_DAYS_MAX + 2)
+        return int(self.warmup_days + self.live_days + LABEL_DAYS_MAX + 2)
 
     @property
     def live_start(self) -> datetime:
@@ -134,15 +125,3 @@ def split(frame: pd.DataFrame, plan: DemoPlan) -> tuple[pd.DataFrame, pd.DataFra
     warmup = frame[(frame["event_time"] >= warm_start) & (frame["event_time"] < live_start)].copy()
     live = frame[frame["event_time"] >= live_start].copy()
     return history, warmup, live
-
-
-def cold_events(plan: DemoPlan, warmup_transactions: int) -> int:
-    """Warm-up events the drift reference leaves out: all but the last ``drift_warmup_events`` (and
-    a margin of a few blocks, so the reference is complete before live traffic), because account
-    state matures over the whole warm-up.
-
-    >>> cold_events(DemoPlan.quick(), 26_000)
-    21500
-    """
-    block = int(plan.drift_monitor.get("block_events", 100))  # type: ignore[call-overload]
-    return max(plan.drift_cold_events, warmup_transactions - plan.drift_warmup_events - 5 * block)
