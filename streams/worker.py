@@ -163,7 +163,6 @@ class _Rebalance(ConsumerRebalanceListener):
         # Waits for the in-flight batch's transaction to commit: its offsets are then committed
         # before the partitions' next owner fetches them.
         async with self.w.lock:
-            await self.w.committed()
             self.w.generation += 1
             parts = {tp.partition for tp in revoked}
             self.w.accounts.drop_partitions(parts)
@@ -210,8 +209,6 @@ class Worker:
         self.slot.on_shadow = self._shadowing
         self.slot.on_refusal = lambda r: self.metrics.model_rejected.inc()
         self._positions: dict[TopicPartition, int] = {}
-        # The previous batch's transaction, committing while the next batch is fetched and scored.
-        self._in_flight: asyncio.Task[None] | None = None
         self._partitions: dict[str, int] = {}
         self.core: ScoringCore | None = None
         self.consumer: AIOKafkaConsumer | None = None
@@ -321,17 +318,11 @@ class Worker:
             await self.consumer.start()
             self.consumer.subscribe(list(self.topics.inputs), listener=_Rebalance(self))
             await self._loop(followers)
-            await self.committed()
         except Exception as exc:
             self.health.fatal = f"{type(exc).__name__}: {exc}"
             raise
         finally:
             self._stopping.set()
-            if self._in_flight is not None:
-                if not self._in_flight.done():
-                    self._in_flight.cancel()  # failing: its transaction aborts with the producer
-                with contextlib.suppress(BaseException):
-                    await self._in_flight
             for t in followers:
                 t.cancel()
             await asyncio.gather(*followers, return_exceptions=True)
@@ -365,8 +356,6 @@ class Worker:
             for t in followers:
                 if t.done():
                     t.result()
-            if self._in_flight is not None and self._in_flight.done():
-                await self.committed()  # a failed commit ends the worker now, not at the next batch
             if self.to_restore is not None:
                 await self._restore_assigned()
                 continue
@@ -390,22 +379,8 @@ class Worker:
                 last_lag = time.monotonic()
                 self._update_lag()
 
-    async def committed(self) -> None:
-        """Wait for the in-flight transaction; raise what failed it."""
-        task, self._in_flight = self._in_flight, None
-        if task is not None:
-            await task
-
     async def _transact(self, records: list[Record], refusals: list[Refusal]) -> None:
-        """Score a batch, then hand its transaction to a task and return: the next batch is
-        fetched and scored while this one commits (the commit is mostly waiting on the broker).
-
-        Transactions stay one at a time and in order: a batch's transaction begins only once the
-        previous one committed. A failed commit is raised at the next batch (or revocation, or
-        stop) and ends the worker before anything later commits; the tables, which already hold
-        the later batch's changes, are then rebuilt from the committed changelog on restart.
-        """
-        assert self.core is not None
+        assert self.producer is not None and self.core is not None
         t0 = time.perf_counter()
         model = self.slot.for_next_batch()
         result = self.core.process(records, model, self.slot.challenger) if records else BatchResult()
@@ -415,13 +390,6 @@ class Worker:
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
-        await self.committed()
-        self._in_flight = asyncio.create_task(self._commit(result, offsets, len(records), t0,
-                                                           refusals))
-
-    async def _commit(self, result: BatchResult, offsets: dict[TopicPartition, int], n: int,
-                      t0: float, refusals: list[Refusal]) -> None:
-        assert self.producer is not None
         try:
             async with self.producer.transaction():
                 futures = [await self.producer.send(o.topic, o.value, key=o.key, partition=o.partition)
@@ -437,7 +405,7 @@ class Worker:
             raise
         self.metrics.transactions.labels("committed").inc()
         self._positions.update(offsets)
-        self._observe(result, n, time.perf_counter() - t0, refusals)
+        self._observe(result, len(records), time.perf_counter() - t0, refusals)
         if result.shadow_error is not None:
             self.metrics.shadow_failures.inc()
             self.slot.drop_challenger(result.shadow_error)
