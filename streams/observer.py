@@ -115,8 +115,8 @@ class DriftFeed:
         """``idle`` (no batch yet), ``warming``, ``building``, ``monitoring`` or ``failed``.
 
         A finished reference build takes effect at the next batch or the next look at the state,
-        whichever comes first (both on the event loop's thread): a stream paused until the
-        monitor watches must not wait for a batch that only it can send.
+        whichever comes first (both on the event loop's thread), so ``/health`` and ``txmon drift
+        status`` of an idle worker do not report a build that is over as still running.
         """
         if self._building is not None and self._building.done():
             self._built(self._building)

@@ -131,7 +131,7 @@ def test_the_reference_builds_in_the_background_while_scoring_goes_on(tmp_path):
 
 
 def test_a_finished_build_monitors_without_waiting_for_a_batch(tmp_path):
-    # A stream held back until the monitor watches (the demo) sends no batch to pick it up with.
+    # An idle worker sends no batch to pick it up with; its health must still say monitoring.
     f = DriftFeed(CONFIG, tmp_path / "state", tmp_path / "references", warmup_events=WARMUP)
     feed(f, np.random.default_rng(9), "v1", 10)
     f._building.result(timeout=120)
