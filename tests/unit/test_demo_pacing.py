@@ -78,8 +78,24 @@ def test_a_detection_before_the_onset_is_flagged_as_a_false_alarm() -> None:
     assert fig["first_detection_hours_after_onset"] == 12.0
     rec = DemoRecord(stages=[], figures={**fig, "precision_at_budget_during_drift": 0.4,
                                          "precision_at_budget_after_promotion": 0.6,
-                                         "duplicates": 0, "daily_alert_budget": 20})
+                                         "duplicates": 0, "daily_alert_budget": 20,
+                                         "same_events": _better_candidate()})
     ok, verdict = _judge(rec, None)
     assert ok and "before the true onset" in verdict and "cvm.binary" in verdict
     rec.figures.update(_detection_figures([drift("2026-03-11T00:00:00Z")], onset))
     assert "before the true onset" not in _judge(rec, None)[1]
+
+
+def _better_candidate() -> dict:
+    import numpy as np
+    import pandas as pd
+
+    from txmon.demo.sameevents import same_events
+
+    rng = np.random.default_rng(0)
+    y = rng.random(3000) < 0.03
+    pairs = pd.DataFrame({"event_time": pd.Timestamp("2026-03-12", tz="UTC")
+                          + pd.to_timedelta(np.arange(3000) * 60, unit="s"),
+                          "champion": rng.random(3000), "candidate": y + rng.random(3000),
+                          "positive": y})
+    return same_events(pairs, per_day=20, bootstraps=200)

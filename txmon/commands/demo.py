@@ -17,12 +17,16 @@ def register(app: typer.Typer) -> None:
         home: Annotated[Path | None, typer.Option(help="working folder (default: a new one under "
                                                        "~/.cache/txmon/demo)")] = None,
         seed: Annotated[int, typer.Option(help="simulation seed")] = 7,
+        today: Annotated[str | None, typer.Option(
+            help="end the world near this date (YYYY-MM-DD, not after today) instead of today; the "
+                 "world itself is the same, moved by whole weeks")] = None,
     ) -> None:
         """Start Kafka, train a champion, stream traffic with a drift, retrain under governance,
         promote, hot-swap, and write an HTML report. Exits 1 when the loop did not complete or
         precision did not recover, naming the stage."""
         import signal
         from dataclasses import replace
+        from datetime import UTC, date, datetime
 
         from rich.console import Console
 
@@ -34,7 +38,11 @@ def register(app: typer.Typer) -> None:
 
         signal.signal(signal.SIGTERM, stop)
         console = Console()
-        plan = replace(DemoPlan.quick() if quick else DemoPlan.default(), seed=seed)
+        day = date.fromisoformat(today) if today else None
+        if day is not None and day > datetime.now(UTC).date():
+            raise typer.BadParameter("--today must not be after today: Kafka refuses records "
+                                     "from the future")
+        plan = replace(DemoPlan.quick() if quick else DemoPlan.default(), seed=seed, today=day)
         d = Demo(plan=plan, home=(home or default_home()).resolve(), report_dir=report_out.resolve(),
                  port=free_port(), console=console)
         try:

@@ -38,6 +38,8 @@ class Tally:
     models: list[ModelEvent] = field(default_factory=list)
     # per scored transaction: tx_id -> (event time, score, alerted, version)
     rows: dict[str, tuple[datetime, float, bool, str]] = field(default_factory=dict)
+    # per shadow-scored transaction: tx_id -> (challenger version, score)
+    shadow_rows: dict[str, tuple[str, float]] = field(default_factory=dict)
 
 
 class Collector:
@@ -85,6 +87,7 @@ class Collector:
         if isinstance(event, Score):
             if event.shadow:  # a challenger's score beside the champion's: not a duplicate
                 t.shadow += 1
+                t.shadow_rows[event.tx_id] = (event.model_version, event.score)
                 return
             if event.tx_id in t.rows:
                 t.duplicates += 1
@@ -106,7 +109,8 @@ class Collector:
         with self._lock:
             t = self.tally
             return Tally(t.scores, t.alerts, t.duplicates, t.shadow, Counter(t.versions),
-                         dict(t.first_seen), list(t.drift), list(t.models), dict(t.rows))
+                         dict(t.first_seen), list(t.drift), list(t.models), dict(t.rows),
+                         dict(t.shadow_rows))
 
     def frame(self) -> pd.DataFrame:
         """One row per scored transaction with its truth."""
@@ -116,6 +120,16 @@ class Collector:
                                          "positive"])
         f = pd.DataFrame([(k, *v) for k, v in rows.items()],
                          columns=["tx_id", "event_time", "score", "alerted", "version"])
+        f["event_time"] = pd.to_datetime(f["event_time"], utc=True)
+        f["positive"] = f["tx_id"].map(self.truth.positive).fillna(False).astype(bool)
+        return f.sort_values("event_time", ignore_index=True)
+
+    def pairs(self, champion: str, candidate: str) -> pd.DataFrame:
+        """Transactions scored by ``champion`` (serving) and ``candidate`` (shadow), with truth."""
+        t = self.snapshot()
+        both = [(k, r[0], r[1], t.shadow_rows[k][1]) for k, r in t.rows.items()
+                if r[3] == champion and t.shadow_rows.get(k, ("",))[0] == candidate]
+        f = pd.DataFrame(both, columns=["tx_id", "event_time", "champion", "candidate"])
         f["event_time"] = pd.to_datetime(f["event_time"], utc=True)
         f["positive"] = f["tx_id"].map(self.truth.positive).fillna(False).astype(bool)
         return f.sort_values("event_time", ignore_index=True)

@@ -145,6 +145,22 @@ padding:3px 8px;text-align:left}th{background:#f3f3f3}.ok{color:#2a7d2a}.bad{col
 code{background:#f3f3f3;padding:0 3px}svg{max-width:100%;height:auto}"""
 
 
+def _same_events(record: DemoRecord) -> str:
+    same = record.figures.get("same_events")
+    if not same:
+        return "<p>No live event was scored by both models.</p>"
+    k = record.figures.get("daily_alert_budget")
+    rows = [{"model": name, "AP": f"{same[f'{key}_ap']:.3f}",
+             f"top-{k} daily precision": f"{same[f'{key}_precision_at_budget']:.3f}"}
+            for name, key in (("champion (serving)", "champion"), ("candidate (shadow)", "candidate"))]
+    note = (f"<p>{same['events']:,} shadow events over {same['days']} simulated day(s), "
+            f"{same['positives']} positive (simulator truth, labelled or not). AP gap "
+            f"(candidate - champion) between {same['ap_gap_low']:+.3f} and "
+            f"{same['ap_gap_high']:+.3f}, one-sided bounds at {same['confidence']:.0%} "
+            "(paired, stratified bootstrap).</p>")
+    return _table(rows, ["model", "AP", f"top-{k} daily precision"]) + note
+
+
 def render(record: DemoRecord, out_dir: Path) -> Path:
     """Write ``out_dir/report.html`` (and ``summary.json``); returns the HTML path."""
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -173,6 +189,7 @@ def render(record: DemoRecord, out_dir: Path) -> Path:
         f"<p class='{verdict_class}'><b>{html.escape(record.verdict)}</b></p>",
         "<h2>Stages</h2>", _table(stages, ["stage", "status", "seconds", "detail"]),
         "<h2>Alerts and precision</h2>", precision_chart(record),
+        "<h2>Champion and candidate on the same events</h2>", _same_events(record),
         "<h2>Drift</h2>", drift_chart(record),
         _table(drift, ["detector", "scope", "statistic", "threshold", "detected_at", "evidence"]),
         "<h2>Scores</h2>", score_chart(record),

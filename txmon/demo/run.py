@@ -29,7 +29,8 @@ from rich.table import Table
 
 from txmon.demo.collector import Collector, Truth, buckets, precision_at_budget
 from txmon.demo.report import DemoRecord, Stage, render
-from txmon.demo.scenario import DemoPlan, split
+from txmon.demo.sameevents import same_events
+from txmon.demo.scenario import DemoPlan, simulate_world, split
 from txmon.demo.supervisor import Supervisor
 from txmon.settings import BrokerSettings, KafkaSettings, Settings, TopicSettings
 
@@ -207,7 +208,6 @@ def _failed_stage(demo: Demo) -> str:
 
 def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
     from txmon.broker.topics import ensure_topics
-    from txmon.sim import simulate
 
     plan = demo.plan
     with demo.step("broker") as st:
@@ -216,13 +216,14 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
         st.detail = f"Apache Kafka {cluster.version} (KRaft) at {cluster.bootstrap_servers}"
 
     with demo.step("simulate") as st:
-        result = simulate(plan.sim_config())
+        result = simulate_world(plan)
         frame = result.frame
         history, warmup, live = split(frame, plan)
         demo.record.drift_onset = plan.drift_start
         st.detail = (f"{plan.accounts} accounts, {len(history):,} history + {len(live):,} live "
                      f"transactions; drift '{result.drift_truth[0]['name']}' at "
-                     f"{plan.drift_start:%Y-%m-%d}")
+                     f"{plan.drift_start:%Y-%m-%d} (the world of {plan.sim_start:%Y-%m-%d} moved "
+                     f"{plan.shift.days // 7} weeks)")
 
     with demo.step("champion") as st:
         artifact = _build_champion(demo, history)
@@ -439,6 +440,11 @@ def _finish(demo: Demo, failure: BaseException | None) -> None:
                     **_detection_figures(t.drift, onset),
                     "daily_alert_budget": plan.daily_alert_budget,
                 }
+            candidate = next((m.version for m in t.models
+                              if m.event == "promoted" and m.version != "v1"), None)
+            if candidate is not None:
+                rec.figures["same_events"] = same_events(
+                    demo.collector.pairs("v1", candidate), plan.daily_alert_budget)
         rec.audit = _audit(demo.home)
         rec.ok, rec.verdict = _judge(rec, failure)
         if failure is None:
@@ -467,25 +473,38 @@ def _alert_precision(f: pd.DataFrame) -> float:
 
 
 def _judge(rec: DemoRecord, failure: BaseException | None) -> tuple[bool, str]:
+    """Completed, no duplicates, and the candidate better than the champion on the same events
+    (evidence, not a point estimate) with precision higher after the promotion than during the
+    drift."""
     if failure is not None:
         stage = next((s.name for s in rec.stages if s.status == "failed"), "demo")
         return False, f"The loop did not complete: stage '{stage}' failed: {failure}"
     fig = rec.figures
-    during = fig.get("precision_at_budget_during_drift", float("nan"))
-    after = fig.get("precision_at_budget_after_promotion", float("nan"))
-    if not (np.isfinite(during) and np.isfinite(after)) or after <= during:
-        return False, (f"The loop completed but precision did not recover: {during:.3f} during the "
-                       f"drift, {after:.3f} after the promotion (top-{fig.get('daily_alert_budget')} "
-                       "alerts per day)")
     if fig.get("duplicates"):
         return False, f"{fig['duplicates']} transactions were scored twice in committed output"
+    same = fig.get("same_events") or {}
+    if not same.get("events"):
+        return False, "The loop completed but no live event was scored by both models"
+    pair = (f"on the same {same['events']:,} shadow events ({same['positives']} positive) the "
+            f"candidate's AP was {same['candidate_ap']:.3f} vs the champion's "
+            f"{same['champion_ap']:.3f} (gap at least {same['ap_gap_low']:+.3f} at "
+            f"{same['confidence']:.0%}), top-{fig['daily_alert_budget']} daily precision "
+            f"{same['candidate_precision_at_budget']:.3f} vs "
+            f"{same['champion_precision_at_budget']:.3f}")
+    if not np.isfinite(same["ap_gap_low"]) or same["ap_gap_low"] <= 0:
+        return False, f"The loop completed but the candidate was not shown better: {pair}"
+    during = fig.get("precision_at_budget_during_drift", float("nan"))
+    after = fig.get("precision_at_budget_after_promotion", float("nan"))
+    recovery = (f"precision of the top-{fig['daily_alert_budget']} daily alerts went from "
+                f"{during:.3f} during the drift to {after:.3f} after the promotion")
+    if not (np.isfinite(during) and np.isfinite(after)) or after <= during:
+        return False, f"The loop completed but precision did not recover: {recovery}; {pair}"
     early = fig.get("detections_before_onset", 0)
     detected = ("drift detected" if not early else
                 f"drift detected, but {early} detection(s) came before the true onset (false "
                 f"alarms: {'; '.join(fig['false_alarms'][:3])})")
     return True, (f"Loop completed: {detected}, candidate validated, shadowed, promoted and "
-                  f"swapped; precision of the top-{fig['daily_alert_budget']} daily alerts went from "
-                  f"{during:.3f} during the drift to {after:.3f} after the promotion")
+                  f"swapped; {pair}; {recovery}")
 
 
 def _audit(home: Path) -> list[dict[str, Any]]:
