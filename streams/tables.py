@@ -7,8 +7,23 @@ the same Kafka transaction* as the scores and the consumed offsets, one changelo
 partition; a worker that is assigned a partition replays that changelog partition (read_committed)
 before it scores. (Entries are in memory, or with ``store="rocksdb"`` mostly on local disk,
 :mod:`streams.store`; either way they are restored from the changelog, and restore time is bounded
-by compaction.) Account values are zlib-compressed
-JSON (:func:`account_value`).
+by compaction.)
+
+**Changelog layout: deltas that compact.** An account is several keys, so a transaction writes what
+it changed, not the whole entry (the history and the label index are append-only rings):
+
+=========================  =============================================================
+``<account>``              head: the state without its history, and the rings' positions
+``<account>\\x00h<k>``      ``[seq, record]``, history record ``seq``, ``k = seq % HISTORY_SLOTS``
+``<account>\\x00i<k>``      ``[tx_id, counterparty, score, at, seq]``, ``k = seq % INDEX_SLOTS``
+=========================  =============================================================
+
+Compaction keeps the latest value per key, so a ring slot holds its newest record and the changelog
+stays bounded per account. Writing the whole entry (history, label index, recent counterparties) at
+every change cost ~60% of the worker's CPU per transaction (serialising and compressing ~15 KB), and
+in production, where an account seldom appears twice in a batch, one whole entry per transaction. A
+whole entry as older changelogs hold it (JSON, maybe zlib-compressed) still restores, and is written
+out as deltas at its next change.
 
 **Counterparty risk** — keyed by counterparty, but the stream is partitioned by *account*, and any
 account can pay any counterparty, so every worker needs all of it: a global table. Its changelog holds
@@ -23,37 +38,41 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Callable, Iterable, MutableMapping
+from collections.abc import Callable, Iterable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from txmon.contracts import Label
 
 POLICY_KEY = b"\x00policy"
+HISTORY_SLOTS = 64  # at least models.features.HISTORY_MAX
+INDEX_SLOTS = 4096  # at least WorkerConfig.label_index_size
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
-# Account values are zlib-compressed JSON: a full history is ~11 KB of JSON per account and batch,
-# ~3 KB compressed at level 1 (~40 us per value); fewer bytes in every transaction, through the
-# producer and the broker. Values written as plain JSON (older changelogs) still restore.
-COMPRESSION_LEVEL = 1
 
 
 def account_value(value: bytes) -> bytes:
     """An account's changelog value as JSON text, whether written compressed or not."""
-    return value if value[:1] == b"{" else zlib.decompress(value)
+    return value if value[:1] in (b"{", b"[") else zlib.decompress(value)
 
 
 @dataclass
 class AccountEntry:
+    """One account: its feature ``state`` (``state["h"]`` is an append-only history and
+    ``state["n"]`` counts every record ever appended, so record ``j`` of ``h`` is number
+    ``n - len(h) + 1 + j``) and its label ``index`` of ``[tx_id, counterparty, score, at, seq]``,
+    oldest first, at most label_index_size long and label_index_days old (``at`` is the event's
+    epoch seconds, None for items restored from old changelogs)."""
+
     state: dict[str, Any]
-    # [tx_id, counterparty_id, score, event epoch seconds], oldest first, at most label_index_size
-    # long and label_index_days old (items restored from older changelogs have no time).
     index: list[list[Any]] = field(default_factory=list)
+    seq: int = 0  # index items ever remembered
+    # What the changelog already holds: history records and index items up to these numbers.
+    written: tuple[int, int] = (0, 0)
 
     _ids: dict[str, list[Any]] | None = field(default=None, repr=False, compare=False)
-    # Caches that only save work, never persisted: per-encoder token rows of the history (keyed by
-    # the spec's id; see streams.scoring) and the JSON text of history records and index items.
+    # Per-encoder token rows of the history, keyed by the spec's id (streams.scoring): they only
+    # save work and are never persisted.
     caches: dict[int, Any] = field(default_factory=dict, repr=False, compare=False)
-    _text: dict[int, tuple[Any, Any, str]] = field(default_factory=dict, repr=False, compare=False)
 
     def _lookup(self) -> dict[str, list[Any]]:
         if self._ids is None:
@@ -66,14 +85,17 @@ class AccountEntry:
         ``limit`` items or older than ``max_age`` seconds before ``at``: what bounds the memory."""
         if limit <= 0:
             return
-        item = [tx_id, counterparty_id, score] if at is None else [tx_id, counterparty_id, score, at]
+        if limit > INDEX_SLOTS:
+            raise ValueError(f"label index of {limit} items: at most {INDEX_SLOTS}")
+        self.seq += 1
+        item = [tx_id, counterparty_id, score, at, self.seq]
         self.index.append(item)
         ids = self._lookup()
         ids[tx_id] = item
         drop = max(0, len(self.index) - limit)
         if at is not None and max_age:
             # Oldest first: stop at the first young enough (or untimed) item.
-            while (drop < len(self.index) and len(self.index[drop]) > 3
+            while (drop < len(self.index) and self.index[drop][3] is not None
                    and self.index[drop][3] < at - max_age):
                 drop += 1
         if drop:
@@ -85,57 +107,125 @@ class AccountEntry:
         return tx_id in self._lookup()
 
     def find(self, tx_id: str) -> list[Any] | None:
-        """[tx_id, counterparty_id, score] of a remembered transaction."""
+        """[tx_id, counterparty_id, score, ...] of a remembered transaction."""
         return self._lookup().get(tx_id)
 
     def set_score(self, tx_id: str, score: float) -> None:
+        """Set a remembered transaction's score: before the changelog is next written (the worker
+        does so in the batch that remembered it), or the changelog keeps the old one."""
         item = self._lookup().get(tx_id)
         if item is not None:
             item[2] = score
 
-    def to_json(self) -> bytes:
-        """The changelog value ``{"s": state, "i": index}``, the same text as ``json.dumps`` with
-        compact separators, but each history record and index item is serialised once and its text
-        reused while it stays unchanged (history records never change once appended; an index item
-        changes once, when its score is set): a full history is ~7 KB of text per account write. The
-        texts cost memory, about as much again as the JSON of the entry.
+    def delta(self, key: bytes) -> Iterator[tuple[bytes, bytes]]:
+        """(key, value) of what changed since the last call: new history records, new index items
+        (with the scores they have now), and the head; marks them written."""
+        h = self.state.get("h") or []
+        if len(h) > HISTORY_SLOTS:
+            raise ValueError(f"history of {len(h)} records: at most {HISTORY_SLOTS}")
+        n = int(self.state.get("n", len(h)))
+        first = n - len(h) + 1  # number of h[0]
+        for j in range(max(0, self.written[0] + 1 - first), len(h)):
+            seq = first + j
+            yield key + b"\x00h%d" % (seq % HISTORY_SLOTS), _dumps([seq, h[j]]).encode()
+        for item in self.index[self._first_unwritten():]:
+            yield key + b"\x00i%d" % (item[4] % INDEX_SLOTS), _dumps(item).encode()
+        head = {"s": {k: v for k, v in self.state.items() if k != "h"},
+                "hc": len(h), "ic": len(self.index), "seq": self.seq}
+        yield key, _dumps(head).encode()
+        self.written = (n, self.seq)
 
-        The cache is rebuilt with exactly the texts used: it holds its records alive, and the old
-        rule (clear past twice the index's length) let it keep every history record an account
-        ever had until its label index was full, ~1 KB per transaction (bench/bench_memory.py)."""
-        old, cache = self._text, {}
-        self._text = cache
-        texts = []
-        for k, v in self.state.items():
-            if k == "h" and isinstance(v, list):
-                rows = []
-                for r in v:
-                    hit = old.get(id(r))
-                    if hit is None or hit[0] is not r:
-                        hit = (r, None, _dumps(r))
-                    cache[id(r)] = hit
-                    rows.append(hit[2])
-                texts.append('"h":[' + ",".join(rows) + "]")
-            else:
-                texts.append(f"{_dumps(k)}:{_dumps(v)}")
-        items = []
-        for item in self.index:
-            hit = old.get(id(item))
-            if hit is None or hit[0] is not item or hit[1] != item[2]:
-                hit = (item, item[2], _dumps(item))
-            cache[id(item)] = hit
-            items.append(hit[2])
-        return ('{"s":{' + ",".join(texts) + '},"i":[' + ",".join(items) + "]}").encode()
+    def _first_unwritten(self) -> int:
+        i = len(self.index)
+        while i > 0 and self.index[i - 1][4] > self.written[1]:
+            i -= 1
+        return i
+
+    def to_json(self) -> bytes:
+        """The whole entry as JSON (the local store's format, and older changelogs')."""
+        return _dumps({"s": self.state, "i": self.index, "seq": self.seq,
+                       "w": list(self.written)}).encode()
 
 
 def entry_bytes(entry: AccountEntry) -> bytes:
-    """An entry as its changelog value."""
-    return zlib.compress(entry.to_json(), COMPRESSION_LEVEL)
+    """An entry as one value (streams.store keeps evicted entries so)."""
+    return zlib.compress(entry.to_json(), 1)
 
 
 def entry_from_bytes(value: bytes) -> AccountEntry:
+    """An entry from one value: :func:`entry_bytes`', or a whole entry of an older changelog (its
+    index items get numbers, and it is marked unwritten: its next change writes it all as deltas)."""
     data = json.loads(account_value(value))
-    return AccountEntry(data["s"], data.get("i", []))
+    index = data.get("i", [])
+    if "seq" in data:
+        return AccountEntry(data["s"], index, data["seq"], tuple(data.get("w", (0, 0))))
+    items = [[*item[:3], item[3] if len(item) > 3 else None, j + 1] for j, item in enumerate(index)]
+    return AccountEntry(data["s"], items, len(items))
+
+
+class ChangelogRestore:
+    """Rebuilds one partition's accounts from its changelog records, in offset order, given in as
+    many chunks as the reader likes; :meth:`finish` puts them in the table."""
+
+    def __init__(self, table: AccountTable, partition: int):
+        self.table = table
+        self.partition = partition
+        self.records = 0
+        # account -> [head (dict, AccountEntry of an old changelog, or None: deleted),
+        #             history {seq: record}, index {seq: item}]
+        self._parts: dict[str, list[Any]] = {}
+
+    def apply(self, records: Iterable[tuple[bytes, bytes | None]]) -> int:
+        n = 0
+        for key, value in records:
+            n += 1
+            if key == POLICY_KEY:
+                if value is not None:
+                    self.table.policy_state[self.partition] = json.loads(value)
+                continue
+            account, sep, slot = key.partition(b"\x00")
+            parts = self._parts.setdefault(account.decode(), [None, {}, {}])
+            if not sep:
+                if value is None:
+                    self._parts[account.decode()] = [None, {}, {}]
+                    continue
+                text = account_value(value)
+                data = json.loads(text)
+                parts[0] = data if "hc" in data else entry_from_bytes(text)
+            elif value is not None and slot[:1] == b"h":
+                seq, record = json.loads(value)
+                parts[1][seq] = record
+            elif value is not None and slot[:1] == b"i":
+                item = json.loads(value)
+                parts[2][item[4]] = item
+        self.records += n
+        return n
+
+    def finish(self) -> int:
+        """Install the rebuilt accounts (a deleted one is removed); returns the records applied."""
+        t = self.table
+        for account, (head, history, index) in self._parts.items():
+            if head is None:
+                t._entries.pop(account, None)
+                t._partition_of.pop(account, None)
+                continue
+            entry = head if isinstance(head, AccountEntry) else _assemble(account, head, history, index)
+            t._entries[account] = entry
+            t._partition_of[account] = self.partition
+        self._parts.clear()
+        return self.records
+
+
+def _assemble(account: str, head: dict[str, Any], history: dict[int, Any],
+              index: dict[int, list[Any]]) -> AccountEntry:
+    state = dict(head["s"])
+    n, seq = int(state.get("n", head["hc"])), int(head["seq"])
+    try:
+        state["h"] = [history[s] for s in range(n - head["hc"] + 1, n + 1)]
+        items = [index[s] for s in range(seq - head["ic"] + 1, seq + 1)]
+    except KeyError as exc:  # a committed head always comes with its records
+        raise RuntimeError(f"changelog of account {account!r} lacks record {exc}") from None
+    return AccountEntry(state, items, seq, (n, seq))
 
 
 class AccountTable:
@@ -176,8 +266,8 @@ class AccountTable:
         """(partition, key, value) of everything changed since the last call; clears the marks."""
         out = []
         for account in sorted(self._dirty):
-            e = self._entries[account]
-            out.append((self._partition_of[account], account.encode(), entry_bytes(e)))
+            p = self._partition_of[account]
+            out.extend((p, k, v) for k, v in self._entries[account].delta(account.encode()))
         for p in sorted(self._dirty_policy):
             out.append((p, POLICY_KEY, json.dumps(self.policy_state[p]).encode()))
         self._dirty.clear()
@@ -188,23 +278,14 @@ class AccountTable:
         self._dirty.clear()
         self._dirty_policy.clear()
 
+    def restorer(self, partition: int) -> ChangelogRestore:
+        return ChangelogRestore(self, partition)
+
     def restore(self, partition: int, records: Iterable[tuple[bytes, bytes | None]]) -> int:
-        """Replay one changelog partition: later records win, tombstones delete."""
-        n = 0
-        for key, value in records:
-            n += 1
-            if key == POLICY_KEY:
-                if value is not None:
-                    self.policy_state[partition] = json.loads(value)
-                continue
-            account = key.decode()
-            if value is None:
-                self._entries.pop(account, None)
-                self._partition_of.pop(account, None)
-                continue
-            self._entries[account] = entry_from_bytes(value)
-            self._partition_of[account] = partition
-        return n
+        """Replay one changelog partition at once: later records win, tombstones delete."""
+        r = self.restorer(partition)
+        r.apply(records)
+        return r.finish()
 
     def drop_partitions(self, partitions: set[int]) -> None:
         """Forget what this worker no longer owns (it was revoked); the changelog keeps it."""

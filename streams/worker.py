@@ -243,11 +243,16 @@ class Worker:
     async def restore(self, partitions: list[int]) -> int:
         tps = [TopicPartition(self.topics.changelog, p) for p in partitions]
 
-        def apply(p: int, recs: list[Any]) -> None:
-            self.accounts.restore(p, ((r.key, r.value) for r in recs))
+        restorers = {p: self.accounts.restorer(p) for p in partitions}
 
-        return await read_to_end(self.settings, tps, apply,
-                                 client_id=f"{self.config.transactional_id}-restore")
+        def apply(p: int, recs: list[Any]) -> None:
+            restorers[p].apply((r.key, r.value) for r in recs)
+
+        n = await read_to_end(self.settings, tps, apply,
+                              client_id=f"{self.config.transactional_id}-restore")
+        for r in restorers.values():  # an account's records may span several fetches
+            r.finish()
+        return n
 
     async def _follow(self, topic: str, apply: Callable[[Any], Any], ready: asyncio.Event,
                       name: str, caught_up: Callable[[], Any] | None = None) -> None:

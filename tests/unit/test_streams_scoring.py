@@ -16,7 +16,7 @@ from models.toy import toy_frame
 from streams.config import PolicyConfig, WorkerConfig
 from streams.policy import AlertPolicy
 from streams.scoring import Record, ScoringCore, Topics
-from streams.tables import AccountTable, CounterpartyRisk, account_value
+from streams.tables import AccountTable, CounterpartyRisk
 from txmon.contracts import Alert, DeadLetter, Label, Reason, Score, Transaction, decode
 from txmon.frames import to_transaction
 from txmon.settings import Settings
@@ -195,7 +195,7 @@ def test_changelog_partition_follows_the_input_partition(frame, encoder, topics)
     result = core.process(records, TokenModel(encoder))
     for o in outputs_on(result, topics.changelog):
         if not o.key.startswith(b"\x00"):
-            assert o.partition == part_of[o.key]
+            assert o.partition == part_of[o.key.split(b"\x00")[0]]
 
 
 def test_event_and_ingest_times_are_reported_for_latency(frame, encoder, topics):
@@ -206,22 +206,67 @@ def test_event_and_ingest_times_are_reported_for_latency(frame, encoder, topics)
     assert result.ingest_ms == [r.timestamp_ms for r in records]
 
 
-def test_changelog_values_are_the_json_of_the_state_when_written(frame, encoder, topics):
-    """Cached record and index-item texts (streams.tables.AccountEntry.to_json) never go stale:
-    across batches, trimmed indexes and scores set after an item was first written."""
+def compacted(outputs):
+    """What a compacted changelog keeps: the latest value per key, in the order they were written."""
+    latest = {}
+    for o in outputs:
+        latest.pop((o.partition, o.key), None)
+        latest[(o.partition, o.key)] = o.value
+    return latest
+
+
+def restored_from(log, partitions=3, chunk=1):
+    table = AccountTable(features.new_account_state, AlertPolicy.new_state)
+    for p in range(partitions):
+        records = [(k, v) for (q, k), v in log.items() if q == p]
+        r = table.restorer(p)
+        for i in range(0, len(records), chunk):  # the worker reads it in fetches of any size
+            r.apply(records[i:i + chunk])
+        r.finish()
+    return table
+
+
+def assert_same_accounts(a, b):
+    assert len(a) == len(b)
+    for account in list(a._entries):
+        x, y = a.peek(account), b.peek(account)
+        assert json.dumps(x.state, sort_keys=True) == json.dumps(y.state, sort_keys=True)
+        assert x.index == y.index and x.seq == y.seq
+
+
+def test_changelog_writes_only_what_changed_and_compacts_to_the_state(frame, encoder, topics,
+                                                                       monkeypatch):
+    """A batch writes each touched account's head, its new history records and its new index items
+    (scores included); after compaction, with rings small enough to wrap, a restore (in chunks of
+    any size) gives back every account, history, label index and budget exactly."""
+    import streams.tables as tables
+
+    monkeypatch.setattr(tables, "HISTORY_SLOTS", features.HISTORY_MAX)
+    monkeypatch.setattr(tables, "INDEX_SLOTS", 5)
+    busy = toy_frame(accounts=3, days=30, seed=4).sort_values("event_time").reset_index(drop=True)
     core, model = make_core(topics), TokenModel(encoder)
     core.config = core.config.model_copy(update={"label_index_size": 5})
-    records = tx_records(frame, topics)
-    checked = 0
+    records = tx_records(busy, topics)
+    assert busy["account_id"].value_counts().min() > features.HISTORY_MAX  # the rings wrap
+    log = []
     for i in range(0, len(records), 9):
-        for o in outputs_on(core.process(records[i:i + 9], model), topics.changelog):
-            if o.key.startswith(b"\x00"):
-                continue
-            e = core.accounts.peek(o.key.decode())
-            text = json.dumps({"s": e.state, "i": e.index}, separators=(",", ":")).encode()
-            assert account_value(o.value) == text and len(o.value) < len(text)  # compressed
-            checked += 1
-    assert checked > len(records) // 2
+        batch = records[i:i + 9]
+        written = outputs_on(core.process(batch, model), topics.changelog)
+        log += written
+        for account in {r.key for r in batch}:
+            n = sum(r.key == account for r in batch)
+            mine = [o for o in written if o.key.split(b"\x00")[0] == account]
+            rings = [o.key.split(b"\x00")[1][:1] for o in mine if b"\x00" in o.key]
+            assert rings.count(b"h") >= n and rings.count(b"i") == min(n, 5)  # (credits add history)
+            assert sum(b"\x00" not in o.key for o in mine) == 1
+            items = [json.loads(o.value) for o in mine if b"\x00i" in o.key]
+            assert all(isinstance(item[2], float) for item in items)  # written with its score
+    assert max(len(v) for v in (o.value for o in log)) < 2_000  # small records, never the entry
+    for chunk in (1, 7, 10_000):
+        assert_same_accounts(core.accounts, restored_from(compacted(log), chunk=chunk))
+    assert restored_from(compacted(log)).policy_state == core.accounts.policy_state
+    for e in core.accounts._entries.values():
+        assert len(e.index) == 5 and len(e.state["h"]) == features.HISTORY_MAX
 
 
 def test_account_memory_is_bounded_by_the_label_index_age_and_the_live_texts(frame, encoder, topics):
@@ -238,19 +283,32 @@ def test_account_memory_is_bounded_by_the_label_index_age_and_the_live_texts(fra
     assert 1 <= len(e.index) < (frame["account_id"] == busiest).sum()
     assert times == sorted(times) and times[-1] - times[0] <= 2 * 86400
     assert all(e.find(item[0]) is item for item in e.index)
-    assert len(e._text) == len(e.index) + len(e.state["h"])
     older = list(frame[frame["account_id"] == busiest]["tx_id"])[: -len(e.index)]
     assert older and not any(e.seen(t) for t in older)  # forgotten: a label for them goes unmatched
 
 
-def test_a_changelog_written_as_plain_json_still_restores(frame, encoder, topics):
-    core = make_core(topics)
-    core.process(tx_records(frame, topics), TokenModel(encoder))
+@pytest.mark.parametrize("compress", [False, True])
+def test_a_changelog_of_whole_entries_still_restores_and_moves_to_deltas(frame, encoder, topics,
+                                                                        compress):
+    """Older workers wrote each account whole ({"s": state, "i": [[tx, cp, score, at]]}, maybe
+    zlib-compressed): it restores, and the account's next change writes it all as deltas."""
+    import zlib
+
+    core, model = make_core(topics), TokenModel(encoder)
+    records = tx_records(frame, topics)
+    core.process(records, model)
     account = frame["account_id"].iloc[0]
     e = core.accounts.peek(account)
-    restored = AccountTable(features.new_account_state, AlertPolicy.new_state)
-    restored.restore(0, [(account.encode(), json.dumps({"s": e.state, "i": e.index}).encode())])
-    assert restored.peek(account).state == e.state and restored.peek(account).index == e.index
+    whole = json.dumps({"s": e.state, "i": [item[:4] for item in e.index]}).encode()
+    old = AccountTable(features.new_account_state, AlertPolicy.new_state)
+    old.restore(0, [(account.encode(), zlib.compress(whole) if compress else whole)])
+    got = old.peek(account)
+    assert got.state == e.state and [i[:4] for i in got.index] == [i[:4] for i in e.index]
+    old.touch(account)
+    log = {(p, k): v for p, k, v in old.changelog()}
+    again = AccountTable(features.new_account_state, AlertPolicy.new_state)
+    again.restore(0, [(k, v) for (_, k), v in log.items()])
+    assert again.peek(account).state == e.state and again.peek(account).index == got.index
 
 
 def test_a_worker_restored_from_the_changelog_scores_as_one_that_never_stopped(frame, encoder, topics):
