@@ -50,6 +50,7 @@ from streams.hotswap import ModelSlot, Refusal, load_scorer
 from streams.metrics import WorkerMetrics
 from streams.policy import AlertPolicy
 from streams.scoring import BatchObserver, BatchResult, Output, Record, ScoringCore, Topics
+from streams.sender import BatchSender, delivered
 from streams.store import account_entries
 from streams.tables import AccountTable, CounterpartyRisk
 from txmon.settings import Settings
@@ -213,6 +214,7 @@ class Worker:
         self.core: ScoringCore | None = None
         self.consumer: AIOKafkaConsumer | None = None
         self.producer: AIOKafkaProducer | None = None
+        self.sender: BatchSender | None = None
         self.web_port: int | None = None
 
     def _swapped(self, model: Any) -> None:
@@ -314,6 +316,7 @@ class Worker:
                 transaction_timeout_ms=cfg.transaction_timeout_ms, linger_ms=2,
                 max_batch_size=256 * 1024, retry_backoff_ms=cfg.retry_backoff_ms)
             await self.producer.start()
+            self.sender = BatchSender(self.producer)
             self.consumer = AIOKafkaConsumer(
                 **s.kafka.aiokafka_config() | {"client_id": cfg.transactional_id},
                 group_id=cfg.group_id, enable_auto_commit=False, auto_offset_reset="earliest",
@@ -385,7 +388,7 @@ class Worker:
                 self._update_lag()
 
     async def _transact(self, records: list[Record], refusals: list[Refusal]) -> None:
-        assert self.producer is not None and self.core is not None
+        assert self.producer is not None and self.sender is not None and self.core is not None
         t0 = time.perf_counter()
         model = self.slot.for_next_batch()
         result = self.core.process(records, model, self.slot.challenger) if records else BatchResult()
@@ -397,11 +400,10 @@ class Worker:
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
         try:
             async with self.producer.transaction():
-                futures = [await self.producer.send(o.topic, o.value, key=o.key, partition=o.partition)
-                           for o in result.outputs]
+                futures = await self.sender.send(result.outputs)
                 if offsets:
                     await self.producer.send_offsets_to_transaction(offsets, self.config.group_id)
-            await asyncio.gather(*futures)
+            await delivered(futures)
         except Exception:
             self.metrics.transactions.labels("failed").inc()
             # The tables already hold this batch's changes; only a restore from the committed

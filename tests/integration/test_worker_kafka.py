@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 from aiokafka import AIOKafkaConsumer
+from aiokafka.partitioner import DefaultPartitioner
 from kafka import KafkaProducer
 
 from models.artifact import verify, write_manifest
@@ -137,6 +138,8 @@ async def test_every_transaction_scored_once_and_malformed_in_dlq(kafka_settings
         await asyncio.wait_for(task, 30)
     ids = [decode(Score, r.value).tx_id for r in scores]
     assert len(ids) == n and set(ids) == {t.tx_id for t in txs}
+    # Record batches (streams.sender) put each score where the default partitioner would.
+    assert all(r.partition == DefaultPartitioner()(r.key, list(range(PARTITIONS)), []) for r in scores)
     dead = [decode(DeadLetter, r.value) for r in letters]
     assert len(dead) == bad == n // 100
     assert all(d.source_topic == s.topic("transactions") and d.error and d.original for d in dead)
