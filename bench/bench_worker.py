@@ -274,11 +274,13 @@ def _committed_consumer(settings: Any, topic: str) -> Any:
 async def watch_drain(settings: Any, topic: str, history: int, n: int, proc: Any, timeout: float,
                       broker: list[int]) -> dict[str, Any]:
     """Count committed records on ``topic`` until ``history + n``; throughput, and CPU of ``proc``
-    and of the broker, over the steady middle of the measured part: outputs ``history + 10% n``
-    to ``history + 90% n`` (start-up, history and the last partial batches left out)."""
+    (or of a list of processes, summed) and of the broker, over the steady middle of the measured
+    part: outputs ``history + 10% n`` to ``history + 90% n`` (start-up, history and the last
+    partial batches left out)."""
+    procs = proc if isinstance(proc, list) else [proc]
     consumer = _committed_consumer(settings, topic)
     await consumer.start()
-    meters = [CpuMeter(proc.pid), *(CpuMeter(pid) for pid in broker)]
+    meters = [*(CpuMeter(p.pid) for p in procs), *(CpuMeter(pid) for pid in broker)]
     lo, hi, total = history + n // 10, history + n * 9 // 10, history + n
     t_lo = t_hi = None
     got = got_lo = got_hi = 0
@@ -286,8 +288,9 @@ async def watch_drain(settings: Any, topic: str, history: int, n: int, proc: Any
     deadline = time.monotonic() + timeout
     try:
         while got < total and time.monotonic() < deadline:
-            if proc.poll() is not None:
-                raise RuntimeError(f"the measured process exited with {proc.returncode}")
+            for p in procs:
+                if p.poll() is not None:
+                    raise RuntimeError(f"the measured process exited with {p.returncode}")
             batches = await consumer.getmany(timeout_ms=200)
             got += sum(len(v) for v in batches.values())
             now = time.monotonic()
@@ -305,14 +308,16 @@ async def watch_drain(settings: Any, topic: str, history: int, n: int, proc: Any
         await consumer.stop()
     if t_lo is None or t_hi is None or t_hi <= t_lo:
         return {"outputs": got, "complete": False}
-    cpu, broker_cpu = meters[0], meters[1:]
+    own, broker_cpu = meters[:len(procs)], meters[len(procs):]
     steady, counted = t_hi - t_lo, got_hi - got_lo
+    cpu_seconds = sum(m.cpu for m in own)
     broker_seconds = sum(m.cpu for m in broker_cpu)
     return {"history": history, "measured": n, "outputs": got, "complete": got >= total,
             "seconds_to_drain_all": round(now - first, 1) if first else None,
             "steady_seconds": round(steady, 2), "steady_throughput_per_s": round(counted / steady),
-            "cpu_cores": round(cpu.cores, 2), "cpu_us_per_tx": round(cpu.cpu / counted * 1e6, 1),
-            "per_core_capacity_per_s": round(counted / cpu.cpu) if cpu.cpu else None,
+            "cpu_cores": round(cpu_seconds / steady, 2),
+            "cpu_us_per_tx": round(cpu_seconds / counted * 1e6, 1),
+            "per_core_capacity_per_s": round(counted / cpu_seconds) if cpu_seconds else None,
             "broker_cpu_cores": round(broker_seconds / steady, 2),
             "broker_cpu_us_per_tx": round(broker_seconds / counted * 1e6, 1)}
 
@@ -388,11 +393,11 @@ def measure_relay(bootstrap: str, work: Path, history: list[Payload], items: lis
 # -- the worker ------------------------------------------------------------------------------------
 
 def start_worker(settings: Any, artifact: Path, threshold: float, args: argparse.Namespace,
-                 log: Path, profile: Path | None = None) -> Any:
+                 log: Path, profile: Path | None = None, instance: str = "bench") -> Any:
     env = os.environ | {"TXMON_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
                         "TXMON_TOPICS__PREFIX": settings.topics.prefix,
                         "TXMON_TOPICS__PARTITIONS": str(args.partitions),
-                        "TXMON_HOME": str(settings.home), "TXMON_WORKER__INSTANCE_ID": "bench",
+                        "TXMON_HOME": str(settings.home), "TXMON_WORKER__INSTANCE_ID": instance,
                         "TXMON_WORKER__METRICS_PORT": "-1", "OMP_NUM_THREADS": "1"}
     env.pop("TXMON_SIGNING_KEY", None)  # the benchmark's artifact is unsigned
     if args.drift_references is not None:  # as a restarted worker finds its champion's reference
@@ -415,18 +420,21 @@ def banner(log: Path) -> str:
 
 def measure_worker_drain(bootstrap: str, work: Path, artifact: Path, threshold: float,
                          history: list[Payload], items: list[Payload], args: argparse.Namespace,
-                         profile: Path | None = None) -> dict[str, Any]:
-    name = "profile" if profile else "drain"
+                         profile: Path | None = None, processes: int = 1) -> dict[str, Any]:
+    """``processes`` workers (one consumer group, partitions shared out) drain the topic."""
+    name = "profile" if profile else ("drain" if processes == 1 else f"drain-{processes}")
     s = settings_for(bootstrap, f"{name}.", work / f"{name}-home", args.partitions)
     preload(s, history + items)
-    proc = start_worker(s, artifact, threshold, args, args.logs / f"worker-{name}.log", profile)
+    procs = [start_worker(s, artifact, threshold, args, args.logs / f"worker-{name}-{i}.log",
+                          profile, instance=f"bench-{i}") for i in range(processes)]
     try:
-        out = asyncio.run(watch_drain(s, s.topic("scores"), len(history), len(items), proc,
+        out = asyncio.run(watch_drain(s, s.topic("scores"), len(history), len(items), procs,
                                       args.timeout, broker_pids(work)))
     finally:
-        kill(proc, signal.SIGTERM, wait=60)
-    return {"batch_size": args.batch_size, "max_wait_ms": args.max_wait_ms,
-            "worker": banner(args.logs / f"worker-{name}.log"), **out}
+        for proc in procs:
+            kill(proc, signal.SIGTERM, wait=60)
+    return {"batch_size": args.batch_size, "max_wait_ms": args.max_wait_ms, "processes": processes,
+            "worker": banner(args.logs / f"worker-{name}-0.log"), **out}
 
 
 def hot_spots(profile: Path, top: int = 25) -> dict[str, list[dict[str, Any]]]:
@@ -592,6 +600,8 @@ def main() -> None:
                     help="extra argument for `txmon worker` (repeatable), e.g. --worker-arg=--no-drift")
     ap.add_argument("--logs", type=Path, default=Path(tempfile.gettempdir()) / "txmon-bench-worker",
                     help="where the worker and relay logs go (emptied first)")
+    ap.add_argument("--processes", type=int, default=1,
+                    help="also drain with this many worker processes in one group (scaling out)")
     ap.add_argument("--profile", action="store_true",
                     help="drain once more with the worker under cProfile; its hot spots go in the JSON")
     ap.add_argument("--out", help="result name under bench/results (default worker / worker_quick)")
@@ -652,6 +662,13 @@ def main() -> None:
         with console.status("worker: draining a pre-loaded topic"):
             drain = measure_worker_drain(bootstrap, work, artifact, threshold, history, items, args)
         console.log(f"worker drain: {drain.get('steady_throughput_per_s')}/s steady")
+        scaled = None
+        if args.processes > 1:
+            with console.status(f"{args.processes} workers: draining a pre-loaded topic"):
+                scaled = attempt(lambda: measure_worker_drain(
+                    bootstrap, work, artifact, threshold, history, items, args,
+                    processes=args.processes))
+            console.log(f"{args.processes} workers: {scaled.get('steady_throughput_per_s')}/s steady")
         max_rate = drain.get("steady_throughput_per_s") or 100
         rate = 0.5 * max_rate
         paced_n = min(int(rate * latency_s), len(frame) - h - n - warm_n)
@@ -698,6 +715,7 @@ def main() -> None:
         "limit_scoring_alone": scoring,
         "limit_kafka_relay_alone": relay,
         "worker_max_rate": drain,
+        "workers_max_rate_scaled_out": scaled,
         "worker_half_rate": paced,
         "kafka_relay_same_rate": relay_paced,
         "targets": {

@@ -69,7 +69,7 @@ class WorkerConfig(BaseSettings):
     # label_index_size, none older (event time) than label_index_days before the account's latest
     # (0: no age limit). Together they bound the worker's memory: ~accounts x min(size, days x daily
     # transactions) x ~0.4 KB. 120 days: the simulator's slowest labels (AML investigations).
-    label_index_size: int = Field(512, ge=0, le=4096)  # tables.INDEX_SLOTS
+    label_index_size: int = Field(512, ge=0)
     label_index_days: float = Field(120.0, ge=0)
     credit_tx_types: tuple[str, ...] = ("transfer",)
     # Account entries: "memory", or "rocksdb" (streams.store; needs rocksdict) with the most recent

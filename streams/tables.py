@@ -13,17 +13,21 @@ by compaction.)
 it changed, not the whole entry (the history and the label index are append-only rings):
 
 =========================  =============================================================
-``<account>``              head: the state without its history, and the rings' positions
-``<account>\\x00h<k>``      ``[seq, record]``, history record ``seq``, ``k = seq % HISTORY_SLOTS``
-``<account>\\x00i<k>``      ``[tx_id, counterparty, score, at, seq]``, ``k = seq % INDEX_SLOTS``
+``<account>``              head: the state without its history; counts and ring sizes
+``<account>\\x00h<k>``      ``[seq, record]``, history record ``seq``, ``k = seq % history ring``
+``<account>\\x00i<k>``      ``[tx_id, counterparty, score, at, seq]``, ``k = seq % index ring``
 =========================  =============================================================
 
-Compaction keeps the latest value per key, so a ring slot holds its newest record and the changelog
-stays bounded per account. Writing the whole entry (history, label index, recent counterparties) at
-every change cost ~60% of the worker's CPU per transaction (serialising and compressing ~15 KB), and
-in production, where an account seldom appears twice in a batch, one whole entry per transaction. A
-whole entry as older changelogs hold it (JSON, maybe zlib-compressed) still restores, and is written
-out as deltas at its next change.
+The rings are as long as the history and the label index may be (``AccountTable.rings``), and
+compaction keeps the latest value per key, so the changelog holds what the entry holds and a
+little more (items the age bound dropped). An entry whose rings change size (a new
+``label_index_size``) is written out whole once.
+
+Writing the whole entry (history, label index, recent counterparties) at every change cost ~40% of
+the worker's CPU per transaction (serialising and compressing ~15 KB), and in production, where an
+account seldom appears twice in a batch, one whole entry per transaction. A whole entry as older
+changelogs hold it (JSON, maybe zlib-compressed) still restores, and is written out as deltas at
+its next change.
 
 **Counterparty risk** — keyed by counterparty, but the stream is partitioned by *account*, and any
 account can pay any counterparty, so every worker needs all of it: a global table. Its changelog holds
@@ -45,8 +49,6 @@ from typing import Any
 from txmon.contracts import Label
 
 POLICY_KEY = b"\x00policy"
-HISTORY_SLOTS = 64  # at least models.features.HISTORY_MAX
-INDEX_SLOTS = 4096  # at least WorkerConfig.label_index_size
 _dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
@@ -68,6 +70,7 @@ class AccountEntry:
     seq: int = 0  # index items ever remembered
     # What the changelog already holds: history records and index items up to these numbers.
     written: tuple[int, int] = (0, 0)
+    rings: tuple[int, int] = (0, 0)  # (history, index) ring sizes its changelog records are under
 
     _ids: dict[str, list[Any]] | None = field(default=None, repr=False, compare=False)
     # Per-encoder token rows of the history, keyed by the spec's id (streams.scoring): they only
@@ -85,8 +88,6 @@ class AccountEntry:
         ``limit`` items or older than ``max_age`` seconds before ``at``: what bounds the memory."""
         if limit <= 0:
             return
-        if limit > INDEX_SLOTS:
-            raise ValueError(f"label index of {limit} items: at most {INDEX_SLOTS}")
         self.seq += 1
         item = [tx_id, counterparty_id, score, at, self.seq]
         self.index.append(item)
@@ -117,21 +118,25 @@ class AccountEntry:
         if item is not None:
             item[2] = score
 
-    def delta(self, key: bytes) -> Iterator[tuple[bytes, bytes]]:
+    def delta(self, key: bytes, rings: tuple[int, int]) -> Iterator[tuple[bytes, bytes]]:
         """(key, value) of what changed since the last call: new history records, new index items
-        (with the scores they have now), and the head; marks them written."""
+        (with the scores they have now), and the head; marks them written. ``rings``: (history,
+        index) ring sizes, at least as long as the history and the index may grow."""
         h = self.state.get("h") or []
-        if len(h) > HISTORY_SLOTS:
-            raise ValueError(f"history of {len(h)} records: at most {HISTORY_SLOTS}")
+        if len(h) > rings[0] or len(self.index) > rings[1]:
+            raise ValueError(f"{len(h)} history records, {len(self.index)} index items: rings "
+                             f"of {rings}")
+        if rings != self.rings:  # a record may sit in a slot the new ring reuses: write all
+            self.written, self.rings = (0, 0), rings
         n = int(self.state.get("n", len(h)))
         first = n - len(h) + 1  # number of h[0]
         for j in range(max(0, self.written[0] + 1 - first), len(h)):
             seq = first + j
-            yield key + b"\x00h%d" % (seq % HISTORY_SLOTS), _dumps([seq, h[j]]).encode()
+            yield key + b"\x00h%d" % (seq % rings[0]), _dumps([seq, h[j]]).encode()
         for item in self.index[self._first_unwritten():]:
-            yield key + b"\x00i%d" % (item[4] % INDEX_SLOTS), _dumps(item).encode()
+            yield key + b"\x00i%d" % (item[4] % rings[1]), _dumps(item).encode()
         head = {"s": {k: v for k, v in self.state.items() if k != "h"},
-                "hc": len(h), "ic": len(self.index), "seq": self.seq}
+                "hc": len(h), "ic": len(self.index), "seq": self.seq, "rings": rings}
         yield key, _dumps(head).encode()
         self.written = (n, self.seq)
 
@@ -144,7 +149,7 @@ class AccountEntry:
     def to_json(self) -> bytes:
         """The whole entry as JSON (the local store's format, and older changelogs')."""
         return _dumps({"s": self.state, "i": self.index, "seq": self.seq,
-                       "w": list(self.written)}).encode()
+                       "w": list(self.written), "rings": list(self.rings)}).encode()
 
 
 def entry_bytes(entry: AccountEntry) -> bytes:
@@ -158,7 +163,8 @@ def entry_from_bytes(value: bytes) -> AccountEntry:
     data = json.loads(account_value(value))
     index = data.get("i", [])
     if "seq" in data:
-        return AccountEntry(data["s"], index, data["seq"], tuple(data.get("w", (0, 0))))
+        return AccountEntry(data["s"], index, data["seq"], tuple(data.get("w", (0, 0))),
+                            tuple(data.get("rings", (0, 0))))
     items = [[*item[:3], item[3] if len(item) > 3 else None, j + 1] for j, item in enumerate(index)]
     return AccountEntry(data["s"], items, len(items))
 
@@ -225,15 +231,19 @@ def _assemble(account: str, head: dict[str, Any], history: dict[int, Any],
         items = [index[s] for s in range(seq - head["ic"] + 1, seq + 1)]
     except KeyError as exc:  # a committed head always comes with its records
         raise RuntimeError(f"changelog of account {account!r} lacks record {exc}") from None
-    return AccountEntry(state, items, seq, (n, seq))
+    return AccountEntry(state, items, seq, (n, seq), tuple(head["rings"]))
 
 
 class AccountTable:
     """Accounts of the partitions this worker owns, and which of them changed since the last flush."""
 
     def __init__(self, new_state: Callable[[], dict[str, Any]], new_policy_state: Callable[[], dict],
-                 entries: MutableMapping[str, AccountEntry] | None = None):
-        """``entries``: where entries live (default a dict; see :mod:`streams.store`)."""
+                 entries: MutableMapping[str, AccountEntry] | None = None,
+                 rings: tuple[int, int] = (32, 512)):
+        """``entries``: where entries live (default a dict; see :mod:`streams.store`); ``rings``:
+        the longest history (``models.features.HISTORY_MAX``) and label index
+        (``label_index_size``) an entry may hold."""
+        self.rings = (max(1, rings[0]), max(1, rings[1]))
         self._new_state = new_state
         self._new_policy_state = new_policy_state
         self._entries: MutableMapping[str, AccountEntry] = {} if entries is None else entries
@@ -267,7 +277,8 @@ class AccountTable:
         out = []
         for account in sorted(self._dirty):
             p = self._partition_of[account]
-            out.extend((p, k, v) for k, v in self._entries[account].delta(account.encode()))
+            out.extend((p, k, v) for k, v in self._entries[account].delta(account.encode(),
+                                                                        self.rings))
         for p in sorted(self._dirty_policy):
             out.append((p, POLICY_KEY, json.dumps(self.policy_state[p]).encode()))
         self._dirty.clear()

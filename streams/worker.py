@@ -200,7 +200,7 @@ class Worker:
         self.features = features
         self.accounts = AccountTable(features.new_account_state, AlertPolicy.new_state, account_entries(
             config.store, config.store_dir or settings.home / "worker" / config.instance_id / "accounts",
-            config.store_cache_entries))
+            config.store_cache_entries), rings=(features.HISTORY_MAX, config.label_index_size))
         self.risk = CounterpartyRisk(features.new_counterparty_risk, features.update_counterparty_risk)
         self.observer = observer
         self.slot = ModelSlot(loader or (lambda d, sha: load_scorer(d, sha, settings,

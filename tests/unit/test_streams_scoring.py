@@ -234,18 +234,14 @@ def assert_same_accounts(a, b):
         assert x.index == y.index and x.seq == y.seq
 
 
-def test_changelog_writes_only_what_changed_and_compacts_to_the_state(frame, encoder, topics,
-                                                                       monkeypatch):
+def test_changelog_writes_only_what_changed_and_compacts_to_the_state(frame, encoder, topics):
     """A batch writes each touched account's head, its new history records and its new index items
     (scores included); after compaction, with rings small enough to wrap, a restore (in chunks of
     any size) gives back every account, history, label index and budget exactly."""
-    import streams.tables as tables
-
-    monkeypatch.setattr(tables, "HISTORY_SLOTS", features.HISTORY_MAX)
-    monkeypatch.setattr(tables, "INDEX_SLOTS", 5)
     busy = toy_frame(accounts=3, days=30, seed=4).sort_values("event_time").reset_index(drop=True)
     core, model = make_core(topics), TokenModel(encoder)
     core.config = core.config.model_copy(update={"label_index_size": 5})
+    core.accounts.rings = (features.HISTORY_MAX, 5)
     records = tx_records(busy, topics)
     assert busy["account_id"].value_counts().min() > features.HISTORY_MAX  # the rings wrap
     log = []
@@ -267,6 +263,23 @@ def test_changelog_writes_only_what_changed_and_compacts_to_the_state(frame, enc
     assert restored_from(compacted(log)).policy_state == core.accounts.policy_state
     for e in core.accounts._entries.values():
         assert len(e.index) == 5 and len(e.state["h"]) == features.HISTORY_MAX
+    # A shorter label index (a new label_index_size): each account is written whole once under the
+    # new ring, and the old ring's slots left behind do not confuse a restore.
+    core.config = core.config.model_copy(update={"label_index_size": 3})
+    core.accounts.rings = (features.HISTORY_MAX, 3)
+    more = toy_frame(accounts=3, days=8, seed=5).sort_values("event_time").reset_index(drop=True)
+    more["tx_id"] = "m" + more["tx_id"]
+    for r in range(0, len(more), 9):
+        written = outputs_on(core.process(tx_records(more.iloc[r:r + 9], topics), model),
+                             topics.changelog)
+        log += written
+        if r == 0:
+            for account in {o.key.split(b"\x00")[0] for o in written if o.key[:1] != b"\x00"}:
+                e = core.accounts.peek(account.decode())
+                keys = [o.key for o in written if o.key.startswith(account + b"\x00")]
+                assert sum(b"\x00i" in k for k in keys) == len(e.index) == 3
+                assert sum(b"\x00h" in k for k in keys) == len(e.state["h"])
+    assert_same_accounts(core.accounts, restored_from(compacted(log), chunk=3))
 
 
 def test_account_memory_is_bounded_by_the_label_index_age_and_the_live_texts(frame, encoder, topics):
