@@ -134,14 +134,15 @@ def main() -> None:
     x_train, y_train = take(synth.Agrawal(classification_function=0, seed=1), 20_000)
     model = Model(x_train, y_train)
     # As many validation events as the reference's non-overlapping blocks need.
-    x_val, _ = take(synth.Agrawal(classification_function=0, seed=2),
-                    config.reference_blocks * config.block_events)
+    x_val, y_val = take(synth.Agrawal(classification_function=0, seed=2),
+                        config.reference_blocks * config.block_events)
     emb, feats, scores = model(x_val)
     threshold = float(np.quantile(scores, 0.95))
     t = time.perf_counter()
     reference = DriftReference.build(emb, feats, {"alerted": scores > threshold}, scores, config,
                                      progress=print, source="agrawal f0 validation window",
-                                     threshold_cache=args.threshold_cache)
+                                     threshold_cache=args.threshold_cache,
+                                     labels=y_val.astype(np.float64))  # ADWIN's calibration
     build_s = time.perf_counter() - t
     ref_dir = reference.save(Path(tempfile.mkdtemp()) / "reference")
     t = time.perf_counter()
@@ -179,6 +180,7 @@ def main() -> None:
            "expected_false_alarms_in_stationary_run": args.stationary / config.total_ert_events,
            "p_no_false_alarm_in_stationary_run": round(float(np.exp(-args.stationary
                                                                     / config.total_ert_events)), 3),
+           "adwin": None if reference.adwin() is None else reference.adwin().__dict__,
            "n_bootstraps": reference.n_bootstraps, "reference_build_s": round(build_s, 1),
            "cvm_threshold_files_cached_before": cached,
            "reference_load_and_detectors_s": round(load_s, 3),

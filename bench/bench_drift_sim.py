@@ -151,6 +151,11 @@ def run_scenario(frame: pd.DataFrame, scorer: Scorer, reference: Any, config: Dr
     hits: dict[str, list[int]] = {}
     events: list[dict[str, Any]] = []  # every detection, for the record
     nxt, spent = 0, 0.0
+    onset = (None if drift_start is None
+             else int(np.searchsorted(times, np.datetime64(drift_start.tz_convert(None)))))
+    # Closest approach of each block detector to its threshold, before and after the onset: how
+    # far a detector that stays silent was from firing.
+    peak: dict[str, list[float]] = {}
     for s in range(0, len(live), batch):
         e = min(s + batch, len(live))
         rows = live[s:e]
@@ -161,6 +166,12 @@ def run_scenario(frame: pd.DataFrame, scorer: Scorer, reference: Any, config: Dr
             hits.setdefault(d.detector, []).append(e)
             events.append(_detection(d, e))
         spent += time.perf_counter() - t
+        after = onset is not None and e > onset
+        for name, last in monitor._last.items():
+            stat, thr = last.get("statistic"), last.get("threshold")
+            if stat is not None and thr and np.isfinite(stat) and name != "adwin.loss":
+                p = peak.setdefault(name, [0.0, 0.0])
+                p[after] = max(p[after], stat / thr)
         now = times[e - 1]
         while nxt < len(arrivals) and arrivals[nxt][0] <= now:
             k = arrivals[nxt][1]
@@ -176,8 +187,6 @@ def run_scenario(frame: pd.DataFrame, scorer: Scorer, reference: Any, config: Dr
                 hits.setdefault("river.adwin(score)", []).append(k + 1)
             if ph.drift_detected:
                 hits.setdefault("river.pagehinkley(score)", []).append(k + 1)
-    onset = (None if drift_start is None
-             else int(np.searchsorted(times, np.datetime64(drift_start.tz_convert(None)))))
     detectors = {}
     names = [f"{d['detector']}" for d in monitor.status()]
     for name in sorted(set(names) | set(hits)):
@@ -186,6 +195,10 @@ def run_scenario(frame: pd.DataFrame, scorer: Scorer, reference: Any, config: Dr
         also = set((stationary or {}).get(name, []))
         after = [i for i in idx if onset is not None and i > onset and i not in also]
         row: dict[str, Any] = {"false_alarms": len(before)}
+        if name in peak:
+            row["peak_statistic_over_threshold"] = round(peak[name][0], 3)
+            if onset is not None:
+                row["peak_statistic_over_threshold_after_onset"] = round(peak[name][1], 3)
         if onset is not None:
             first = after[0] if after else None
             row |= {"detected": first is not None,
@@ -284,6 +297,7 @@ def main() -> None:
            "tail_cusum": None if reference.tail() is None else {
                "score_threshold": reference.tail()[0], **reference.tail()[1].__dict__,
                "tradeoff": tradeoff(reference.tail()[1])},
+           "adwin": None if reference.adwin() is None else reference.adwin().__dict__,
            "champion": champion, "simulate_s": round(sim_s, 1), "scenarios": results}
     print(f"wrote {write_result(args.out, out)}")
 

@@ -183,9 +183,10 @@ def reference_rows(ts: np.ndarray, validation: np.ndarray, config: TrainConfig) 
 
 
 def drift_reference(model: TxmonModel, data: Replayed, rows: np.ndarray, records: dict[int, dict],
-                    config: TrainConfig, version: str) -> tuple[Any, dict[str, Any]]:
+                    config: TrainConfig, version: str,
+                    labels: np.ndarray | None = None) -> tuple[Any, dict[str, Any]]:
     """The drift reference of the validation ``rows`` (scored here, thresholds simulated), and
-    what building it cost."""
+    what building it cost. ``labels`` (per row of ``rows``, NaN when not known) calibrate ADWIN."""
     from streams.drift import DriftConfig, shipped
 
     drift = DriftConfig(**(config.drift_reference or {}))
@@ -197,7 +198,7 @@ def drift_reference(model: TxmonModel, data: Replayed, rows: np.ndarray, records
               f"{pd.Timestamp(ts.min(), unit='s')} to {pd.Timestamp(ts.max(), unit='s')}")
     cache = Path(config.drift_threshold_cache) if config.drift_threshold_cache else None
     reference = shipped.build(embeddings, scores, [records[int(i)] for i in rows], drift, source,
-                              threshold_cache=cache)
+                              threshold_cache=cache, labels=labels)
     cost = {"drift_reference_events": len(rows),
             "drift_reference_seconds": round(time.perf_counter() - start, 1),
             "drift_reference_bootstraps": dict(reference.n_bootstraps),
@@ -368,7 +369,10 @@ def finetune(frame: pd.DataFrame, base_artifact: Path | None, out_dir: Path, ver
                                        "rows": len(frame), "rows_with_known_outcome": len(rows)}
     reference = None
     if ref_rows is not None:
-        reference, cost = drift_reference(trained.model, data, ref_rows, records, config, version)
+        # Labels known by training time: the validation losses ADWIN's delta is calibrated on.
+        known = outcome.where(available.notna()).to_numpy(dtype=np.float64)
+        reference, cost = drift_reference(trained.model, data, ref_rows, records, config, version,
+                                          labels=known[ref_rows])
         metrics |= cost
     manifest = export_artifact(trained.model, spec, Path(out_dir), version, metrics=metrics,
                                sample_tokens=data.inputs(holdout[:2048]), eval_labels=y[holdout[:2048]],

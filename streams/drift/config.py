@@ -7,7 +7,9 @@ their share again across their features (Šidák), so adding a feature does not 
 
 Detectors check once per *block* of ``block_events`` consecutive events (block summaries: means and
 standard deviations). That keeps the per-event cost to a few array appends and makes a large ERT
-in events reachable with a bootstrap count that can actually be simulated. The ``tail`` group is a
+in events reachable with a bootstrap count that can actually be simulated. The ``performance`` group is
+ADWIN on the delayed-label loss, its ``delta`` calibrated for its share
+(:mod:`streams.drift.adwin_budget`). The ``tail`` group is a
 CUSUM on high scores per mini-block (:mod:`streams.drift.cusum`): its threshold comes from a Markov
 chain, not a bootstrap, and it reacts to a fraud wave within a few hundred to a few thousand events.
 With ``seasonal``, every column is compared with its own hour of the week
@@ -29,8 +31,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-Group = Literal["embedding", "features", "score", "binary", "tail"]
-GROUPS: tuple[Group, ...] = ("embedding", "features", "score", "binary", "tail")
+Group = Literal["embedding", "features", "score", "binary", "tail", "performance"]
+GROUPS: tuple[Group, ...] = ("embedding", "features", "score", "binary", "tail", "performance")
 # About 5.5 hours of traffic at 100 tx/s between false alarms of the whole monitor.
 DEFAULT_ERT_EVENTS = 2_000_000.0
 
@@ -48,8 +50,11 @@ class DriftConfig(BaseModel):
     ert_events: float | None = Field(None, gt=0)
     ert_hours: float | None = Field(None, gt=0)
     events_per_hour: float = Field(360_000.0, gt=0)  # 100 tx/s
+    # "performance" is ADWIN on the delayed-label loss: its delta is calibrated for its share
+    # (streams.drift.adwin_budget), counted in labelled outcomes (at most one per event).
     budget_shares: dict[Group, float] = Field(default_factory=lambda: {
-        "embedding": 0.35, "features": 0.2, "score": 0.2, "binary": 0.2, "tail": 0.05})
+        "embedding": 0.3, "features": 0.2, "score": 0.2, "binary": 0.2, "tail": 0.05,
+        "performance": 0.05})
 
     # Checks: every block of this many events becomes one detector step.
     block_events: int = Field(500, ge=1)
@@ -79,6 +84,8 @@ class DriftConfig(BaseModel):
     max_lsdd_bootstraps: int = Field(200_000, ge=100)
 
     # Delayed labels: ADWIN on per-transaction log loss, rolling precision/recall of alerts.
+    # adwin_delta is used only when the reference has no calibrated one (no labels, or no
+    # "performance" share); it then bounds each test, not an ERT.
     adwin_delta: float = Field(1e-5, gt=0, lt=1)
     adwin_min_outcomes: int = Field(500, ge=10)
     outcome_window: int = Field(5000, ge=10)
@@ -141,7 +148,7 @@ class DriftConfig(BaseModel):
         """Digest of everything that shapes thresholds: a cached reference is valid only for it."""
         keys = ("block_events", "reference_blocks", "binary_reference_events", "cvm_windows",
                 "lsdd_window", "fet_windows", "fet_lam", "bootstrap_factor", "seed", "seasonal",
-                "tail_quantile", "tail_mini_events", "tail_ratio")
+                "tail_quantile", "tail_mini_events", "tail_ratio", "adwin_min_outcomes")
         shaping = {k: getattr(self, k) for k in keys}
         shaping["ert_steps"] = {g: self.ert_steps(g) for g in self.groups}
         return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=list).encode()).hexdigest()

@@ -5,7 +5,8 @@ when the reference has a seasonal profile, is one step of every block detector (
 embedding, Cramér-von Mises on feature, score and binary-rate summaries). Every event also feeds
 the tail CUSUM (:mod:`streams.drift.cusum`: high scores per mini-block), which reacts within a few
 mini-blocks of a fraud wave instead of a window of blocks. Labels, whenever they arrive, feed
-ADWIN on the log loss. A detection becomes a :class:`txmon.contracts.Drift` event naming the
+ADWIN on the log loss (its ``delta`` calibrated for its budget share on the reference's losses,
+:mod:`streams.drift.adwin_budget`). A detection becomes a :class:`txmon.contracts.Drift` event naming the
 columns that moved most; the detector then restarts from the reference, and its group stays quiet
 for ``rearm_blocks`` blocks so one lasting change does not flood the drift topic (its detections
 are still counted in ``status``).
@@ -96,7 +97,11 @@ class DriftMonitor:
         self._detections: dict[str, dict[str, Any]] = {}
         self._counts: dict[str, int] = {}
         self._quiet_until: dict[str, int] = {}
-        self._outcomes = OutcomeTracker(self.config.adwin_delta, self.config.adwin_min_outcomes,
+        # ADWIN's delta calibrated on the reference's losses for its share of the budget; without
+        # labels in the reference, the configured per-test delta (outside the budget).
+        self._adwin_cal = reference.adwin()
+        delta = self.config.adwin_delta if self._adwin_cal is None else self._adwin_cal.delta
+        self._outcomes = OutcomeTracker(delta, self.config.adwin_min_outcomes,
                                         self.config.outcome_window)
 
     # -- feeding ---------------------------------------------------------------------------------
@@ -288,7 +293,11 @@ class DriftMonitor:
         o = self._outcomes
         rows.append({"detector": "adwin.loss", "scope": "performance",
                      **self._last.get("adwin.loss", {"statistic": None, "threshold": None, "steps": 0}),
-                     "delta": self.config.adwin_delta, "adwin_width": o.width,
+                     "delta": o.delta, "delta_calibrated": self._adwin_cal is not None,
+                     **({"ert_events": self.config.ert_events_for("performance"),
+                         "reference_loss": self._adwin_cal.reference_loss}
+                        if self._adwin_cal is not None else {}),
+                     "adwin_width": o.width,
                      "alert_precision": _num(o.precision), "alert_recall": _num(o.recall),
                      "detections": self._counts.get("adwin.loss", 0),
                      "last_detection": self._detections.get("adwin.loss")})

@@ -1,9 +1,12 @@
 """Performance drift from delayed labels: ADWIN on each transaction's log loss, and the rolling
 precision and recall of alerts over the last labelled outcomes.
 
-ADWIN's false-alarm rate is set by its ``delta`` (a bound per test, not an ERT): alibi-style
-threshold simulation does not apply to it. Only a rise in loss counts as drift; a model getting
-better is not news for the retrain controller.
+ADWIN sees each loss divided by the largest possible one (-ln 1e-4 = 9.2): its cut bound assumes
+values in [0, 1], and a missed fraud's loss of up to 9.2 otherwise makes cuts far likelier than
+``delta`` says. ``delta`` itself bounds one test, not a run time between false alarms: the monitor
+uses the one calibrated on the reference's losses for its share of the budget
+(:mod:`streams.drift.adwin_budget`). Only a rise in loss counts as drift; a model getting better
+is not news for the retrain controller.
 
 >>> t = OutcomeTracker(delta=1e-3, min_outcomes=50, window=100)
 >>> hits = [t.update(0.9, True, True) for _ in range(200)]
@@ -19,6 +22,7 @@ from dataclasses import dataclass
 from typing import Any
 
 EPS = 1e-4
+MAX_LOSS = -math.log(EPS)
 
 
 def log_loss(score: float, positive: bool) -> float:
@@ -41,28 +45,33 @@ class OutcomeTracker:
     def __init__(self, delta: float, min_outcomes: int, window: int):
         from river.drift import ADWIN
 
-        self._adwin = ADWIN(delta=delta)
+        self.delta = float(delta)
+        self._adwin = ADWIN(delta=self.delta)
         self.min_outcomes = min_outcomes
         self._recent: deque[tuple[bool, bool]] = deque(maxlen=window)
         self.seen = 0
         self.last_loss_mean = float("nan")
 
     def update(self, score: float, positive: bool, alerted: bool) -> LossShift | None:
-        loss = log_loss(score, positive)
         self._recent.append((bool(positive), bool(alerted)))
+        return self.update_loss(log_loss(score, positive))
+
+    def update_loss(self, loss: float) -> LossShift | None:
+        """Feed one log loss (the calibration's simulation feeds these directly)."""
         self.seen += 1
         a = self._adwin
-        prev_mean, prev_width = a.estimation, a.width
-        a.update(loss)
-        self.last_loss_mean = a.estimation
+        prev_mean, prev_width = a.estimation * MAX_LOSS, a.width
+        a.update(loss / MAX_LOSS)
+        after = a.estimation * MAX_LOSS
+        self.last_loss_mean = after
         if not a.drift_detected or self.seen < self.min_outcomes:
             return None
         dropped = prev_width + 1 - a.width
-        before = ((prev_mean * prev_width + loss - a.estimation * a.width) / dropped
+        before = ((prev_mean * prev_width + loss - after * a.width) / dropped
                   if dropped > 0 else prev_mean)
-        if a.estimation <= before:
+        if after <= before:
             return None
-        return LossShift(before=before, after=a.estimation, width=int(a.width))
+        return LossShift(before=before, after=after, width=int(a.width))
 
     @property
     def precision(self) -> float:
@@ -84,6 +93,7 @@ class OutcomeTracker:
 
     def load(self, state: dict[str, Any]) -> None:
         self._adwin = state["adwin"]
+        self.delta = float(self._adwin.delta)  # the checkpoint's delta: what its window was cut with
         self._recent.clear()
         self._recent.extend(tuple(r) for r in state["recent"])
         self.seen = int(state["seen"])

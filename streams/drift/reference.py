@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from streams.drift import cusum
+from streams.drift import adwin_budget, cusum
 from streams.drift.blocks import SCORE, column_names, independent_blocks, reference_blocks
 from streams.drift.config import DriftConfig, Group
 from streams.drift.detectors import Calibration, MultivariateDetector, UnivariateDetector
@@ -102,6 +102,15 @@ def _unflat(flat: dict[str, np.ndarray], inputs: dict[Group, dict[str, np.ndarra
     return out
 
 
+def _losses(scores: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Log loss of every reference event whose label is known, in time order."""
+    from streams.drift.outcomes import log_loss
+
+    known = np.isfinite(labels)
+    return np.asarray([log_loss(s, y > 0.5) for s, y in zip(scores[known], labels[known], strict=True)],
+                      dtype=np.float64)
+
+
 @dataclass
 class DriftReference:
     """Reference block summaries per detector group, their column names and calibrations."""
@@ -120,7 +129,8 @@ class DriftReference:
               binary: dict[str, np.ndarray], scores: np.ndarray | None, config: DriftConfig,
               progress: Progress | None = None, source: str = "",
               threshold_cache: Path | None = None,
-              times: np.ndarray | None = None) -> DriftReference:
+              times: np.ndarray | None = None,
+              labels: np.ndarray | None = None) -> DriftReference:
         """Summarise the reference events into blocks and simulate every detector's thresholds
         (CVM ones from ``threshold_cache`` when an earlier build left them there).
 
@@ -129,6 +139,8 @@ class DriftReference:
         in time order (reference blocks are contiguous, :func:`reference_blocks`). ``times``
         (epoch seconds, one per row): with ``config.seasonal`` and two weeks of them, a weekly
         profile is fitted and removed (cross-fitted, :mod:`streams.drift.seasonal`).
+        ``labels`` (1, 0, or NaN when not known, one per row): the reference's log losses, on which
+        ADWIN's ``delta`` is calibrated for the ``performance`` share (:mod:`.adwin_budget`).
         """
         inputs: dict[Group, dict[str, np.ndarray]] = {}
         if embeddings is not None and len(embeddings):
@@ -156,6 +168,20 @@ class DriftReference:
             log.info("drift reference %s: no two weeks of event times, no weekly profile", source)
         rng = np.random.default_rng(config.seed)
         blocks, columns, calibrations, n_boot = {}, {}, {}, {}
+        if "performance" in config.groups and labels is not None and scores is not None:
+            losses = _losses(np.asarray(scores, dtype=np.float64), np.asarray(labels, dtype=np.float64))
+            if len(losses) >= adwin_budget.MIN_LOSSES:
+                if progress:
+                    progress(f"performance: simulating ADWIN on {len(losses):,} reference losses")
+                adwin = adwin_budget.calibrate(losses, config.ert_events_for("performance"),
+                                               config.adwin_min_outcomes, seed=config.seed)
+                blocks["performance"] = losses[:, None]
+                columns["performance"] = ["log_loss"]
+                calibrations["performance"] = adwin.arrays()
+                n_boot["performance"] = 0
+            else:
+                log.warning("drift reference %s: %d labelled events are too few to calibrate ADWIN "
+                            "(%d); it keeps adwin_delta", source, len(losses), adwin_budget.MIN_LOSSES)
         for group in config.groups:
             if group not in inputs:
                 continue
@@ -197,7 +223,7 @@ class DriftReference:
         if config.fingerprint() != self.config_fingerprint:
             raise ReferenceError("reference was calibrated for another drift configuration; rebuild it")
         return {g: _make_detector(g, self.blocks[g], config, self.n_bootstraps[g], self.calibrations[g])
-                for g in self.blocks if g != "tail"}
+                for g in self.blocks if g not in ("tail", "performance")}
 
     def tail(self) -> tuple[float, cusum.TailCalibration] | None:
         """(score threshold, CUSUM calibration) of the tail group, if it has one."""
@@ -205,6 +231,11 @@ class DriftReference:
         if cal is None:
             return None
         return float(cal["score_threshold"]), cusum.TailCalibration.from_arrays(cal)
+
+    def adwin(self) -> adwin_budget.AdwinCalibration | None:
+        """ADWIN's calibrated delta for the performance share, if the reference had labels."""
+        cal = self.calibrations.get("performance")
+        return None if cal is None else adwin_budget.AdwinCalibration.from_arrays(cal)
 
     @property
     def fingerprint(self) -> str:

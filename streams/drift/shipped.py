@@ -31,9 +31,10 @@ log = logging.getLogger(__name__)
 
 def build(embeddings: np.ndarray, scores: np.ndarray, records: Sequence[dict[str, Any]],
           config: DriftConfig, source: str = "", progress: Progress | None = None,
-          threshold_cache: Path | None = None) -> DriftReference:
+          threshold_cache: Path | None = None, labels: np.ndarray | None = None) -> DriftReference:
     """A reference (thresholds simulated, CVM ones maybe from ``threshold_cache``) from the
-    validation events: one row per event."""
+    validation events: one row per event; ``labels`` (1/0, NaN when not known by training time)
+    calibrate ADWIN on the delayed-label loss."""
     if not len(records) == len(scores) == len(embeddings):
         raise ValueError(f"one row per event: {len(embeddings)} embeddings, {len(scores)} scores, "
                          f"{len(records)} records")
@@ -44,7 +45,8 @@ def build(embeddings: np.ndarray, scores: np.ndarray, records: Sequence[dict[str
     times = (np.asarray([r["ts"] for r in records], dtype=np.int64)
              if all("ts" in r for r in records) else None)
     return DriftReference.build(embeddings, features, binary, scores, config, progress=progress,
-                                source=source, threshold_cache=threshold_cache, times=times)
+                                source=source, threshold_cache=threshold_cache, times=times,
+                                labels=labels)
 
 
 def save(reference: DriftReference, artifact_work_dir: Path) -> Path:
