@@ -22,8 +22,8 @@ def register(app: typer.Typer) -> None:
                  "world itself is the same, moved by whole weeks")] = None,
     ) -> None:
         """Start Kafka, train a champion, stream traffic with a drift, retrain under governance,
-        promote, hot-swap, and write an HTML report. Exits 1 when the loop did not complete or
-        precision did not recover, naming the stage."""
+        promote, hot-swap, and write an HTML report. Exits 1 when the loop did not complete (naming
+        the stage) or the candidate was not better than the champion on the same live events."""
         import signal
         from dataclasses import replace
         from datetime import UTC, date, datetime

@@ -288,7 +288,21 @@ def _loop(demo: Demo, cluster: Any, sup: Supervisor) -> None:
                   lambda m: f"candidate {m.version}: {m.event}")
     demo.wait_for("gates passed", model_event("validated"), sup,
                   lambda m: f"{sum(g.passed for g in m.gate_results)}/{len(m.gate_results)} gates")
-    promoted = demo.wait_for("shadow", model_event("promoted"), sup,
+    ran_out: list[float] = []
+
+    def promoted_or_starved() -> Any:
+        found = model_event("promoted")()
+        t = demo.collector.snapshot()  # type: ignore[union-attr]
+        if found is None and demo.stream_done.is_set() and t.scores >= len(stream):
+            # The controller checks the shadow every 15 s: a minute and a half with nothing left
+            # to score or label means it never will (a late detection left no traffic for it).
+            ran_out.append(time.monotonic())
+            if ran_out[-1] - ran_out[0] > 90:
+                raise DemoFailed("shadow", f"the live traffic ran out during the shadow period "
+                                           f"({t.shadow:,} events shadow-scored)")
+        return found
+
+    promoted = demo.wait_for("shadow", promoted_or_starved, sup,
                              lambda m: "shadow comparison passed")
     demo.stage("promoted").status = "done"
     demo.stage("promoted").detail = f"{promoted.version} promoted (sha256 {promoted.artifact_sha256[:12]}…)"
@@ -436,6 +450,8 @@ def _finish(demo: Demo, failure: BaseException | None) -> None:
                     "precision_at_budget_after_promotion": precision_at_budget(after, k),
                     "alert_precision_during_drift": _alert_precision(during),
                     "alert_precision_after_promotion": _alert_precision(after),
+                    "events_after_promotion": len(after),
+                    "positives_after_promotion": int(after["positive"].sum()),
                     "scored": len(f), "duplicates": t.duplicates,
                     **_detection_figures(t.drift, onset),
                     "daily_alert_budget": plan.daily_alert_budget,
@@ -473,9 +489,10 @@ def _alert_precision(f: pd.DataFrame) -> float:
 
 
 def _judge(rec: DemoRecord, failure: BaseException | None) -> tuple[bool, str]:
-    """Completed, no duplicates, and the candidate better than the champion on the same events
-    (evidence, not a point estimate) with precision higher after the promotion than during the
-    drift."""
+    """Completed, no duplicates, and the candidate better than the champion on the same events:
+    its AP gap's lower bound above 0 and its top-k daily precision higher. Precision before and
+    after the promotion is reported, not judged: it is measured on different traffic (a few
+    hundred events after the swap in a quick run), so it moves with where the swap lands."""
     if failure is not None:
         stage = next((s.name for s in rec.stages if s.status == "failed"), "demo")
         return False, f"The loop did not complete: stage '{stage}' failed: {failure}"
@@ -485,26 +502,28 @@ def _judge(rec: DemoRecord, failure: BaseException | None) -> tuple[bool, str]:
     same = fig.get("same_events") or {}
     if not same.get("events"):
         return False, "The loop completed but no live event was scored by both models"
+    k = fig["daily_alert_budget"]
     pair = (f"on the same {same['events']:,} shadow events ({same['positives']} positive) the "
             f"candidate's AP was {same['candidate_ap']:.3f} vs the champion's "
             f"{same['champion_ap']:.3f} (gap at least {same['ap_gap_low']:+.3f} at "
-            f"{same['confidence']:.0%}), top-{fig['daily_alert_budget']} daily precision "
+            f"{same['confidence']:.0%}), top-{k} daily precision "
             f"{same['candidate_precision_at_budget']:.3f} vs "
             f"{same['champion_precision_at_budget']:.3f}")
-    if not np.isfinite(same["ap_gap_low"]) or same["ap_gap_low"] <= 0:
+    better = (np.isfinite(same["ap_gap_low"]) and same["ap_gap_low"] > 0
+              and same["candidate_precision_at_budget"] > same["champion_precision_at_budget"])
+    if not better:
         return False, f"The loop completed but the candidate was not shown better: {pair}"
     during = fig.get("precision_at_budget_during_drift", float("nan"))
     after = fig.get("precision_at_budget_after_promotion", float("nan"))
-    recovery = (f"precision of the top-{fig['daily_alert_budget']} daily alerts went from "
-                f"{during:.3f} during the drift to {after:.3f} after the promotion")
-    if not (np.isfinite(during) and np.isfinite(after)) or after <= during:
-        return False, f"The loop completed but precision did not recover: {recovery}; {pair}"
+    moved = (f"top-{k} daily precision on live traffic {during:.3f} during the drift, "
+             f"{after:.3f} after the promotion ({fig.get('events_after_promotion', 0):,} events, "
+             f"{fig.get('positives_after_promotion', 0)} positive; other traffic, not judged)")
     early = fig.get("detections_before_onset", 0)
     detected = ("drift detected" if not early else
                 f"drift detected, but {early} detection(s) came before the true onset (false "
                 f"alarms: {'; '.join(fig['false_alarms'][:3])})")
     return True, (f"Loop completed: {detected}, candidate validated, shadowed, promoted and "
-                  f"swapped; {pair}; {recovery}")
+                  f"swapped; {moved}; {pair}")
 
 
 def _audit(home: Path) -> list[dict[str, Any]]:
