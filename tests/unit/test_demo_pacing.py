@@ -27,16 +27,18 @@ def _audit(home: Path, *entries: dict) -> None:
             f.write(json.dumps(e, separators=(",", ":")) + "\n")
 
 
-def test_traffic_holds_from_job_start_until_the_candidate_is_out(tmp_path: Path) -> None:
+def test_traffic_holds_from_the_trigger_until_the_candidate_is_out(tmp_path: Path) -> None:
     demo = Demo(DemoPlan.quick(), tmp_path, tmp_path / "report", 9092, Console(quiet=True))
     tally = Tally()
     demo.collector = SimpleNamespace(snapshot=lambda: tally)
     demo.observe_job()
     assert not demo.holding()  # no audit log yet
-    _audit(tmp_path, {"kind": "trigger", "details": {}},
-           {"kind": "job", "details": {"outcome": "finished"}})
+    _audit(tmp_path, {"kind": "decision", "details": {"action": "deferred"}})
     demo.observe_job()
-    assert not demo.holding()  # a job that did not start here
+    assert not demo.holding()  # waiting for labels: traffic must flow to bring them
+    _audit(tmp_path, {"kind": "trigger", "details": {"job_id": "j1"}})
+    demo.observe_job()
+    assert demo.holding()  # the job process is starting: its snapshot is the traffic so far
     _audit(tmp_path, {"kind": "job", "details": {"outcome": "started"}})
     demo.observe_job()
     assert demo.holding()
@@ -44,6 +46,15 @@ def test_traffic_holds_from_job_start_until_the_candidate_is_out(tmp_path: Path)
     demo.observe_job()
     assert demo.holding()  # registered, not yet judged by the gates
     tally.models.append(_event("validated", "m2"))
+    demo.observe_job()
+    assert not demo.holding()
+
+
+def test_traffic_resumes_when_a_triggered_job_fails_before_it_starts(tmp_path: Path) -> None:
+    demo = Demo(DemoPlan.quick(), tmp_path, tmp_path / "report", 9092, Console(quiet=True))
+    demo.collector = SimpleNamespace(snapshot=lambda: Tally())
+    _audit(tmp_path, {"kind": "trigger", "details": {"job_id": "j1"}},
+           {"kind": "job", "details": {"outcome": "failed", "exit_code": 1}})
     demo.observe_job()
     assert not demo.holding()
 

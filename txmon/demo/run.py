@@ -121,18 +121,23 @@ class Demo:
                 time.sleep(0.5)
 
     def observe_job(self) -> None:
-        """Note when the retrain job started (its audit entry) and when it is over: its candidate
-        came out, or the job ended without one (a rejected snapshot, a crash)."""
+        """Note when the retrain job began and when it is over: its candidate came out, or the job
+        ended without one (a rejected snapshot, a crash). It begins at the controller's trigger,
+        not at the job's own "started" entry: the job process takes 15-25 s to start, and traffic
+        spent meanwhile (up to 3,600 transactions) is what a late detection leaves the shadow
+        period without."""
         if self.candidate_out.is_set():
             return
         audit = self.home / "audit" / "audit.jsonl"
-        outcomes = [e["details"].get("outcome") for e in
-                    (json.loads(line) for line in
-                     (audit.read_text().splitlines() if audit.exists() else []) if line.strip())
-                    if e.get("kind") == "job" and isinstance(e.get("details"), dict)]
-        if "started" in outcomes:
+        entries = [e for e in (json.loads(line) for line in
+                               (audit.read_text().splitlines() if audit.exists() else [])
+                               if line.strip()) if isinstance(e.get("details"), dict)]
+        begun = [i for i, e in enumerate(entries) if e.get("kind") == "trigger"
+                 or (e.get("kind") == "job" and e["details"].get("outcome") == "started")]
+        if begun:
             self.job_started.set()
-            ended = any(o != "started" for o in outcomes[outcomes.index("started") + 1:])
+            ended = any(e.get("kind") == "job" and e["details"].get("outcome") != "started"
+                        for e in entries[begun[0] + 1:])
             out = self.collector is not None and any(
                 m.event in ("validated", "rejected") and m.version != "v1"
                 for m in self.collector.snapshot().models)
