@@ -332,6 +332,7 @@ def run_relay() -> None:
     source, sink = env["RELAY_SOURCE"], env["RELAY_SINK"]
     batch, max_wait = int(env["RELAY_BATCH"]), int(env["RELAY_MAX_WAIT_MS"])
     servers = env["RELAY_BOOTSTRAP"]
+    backoff = int(env["RELAY_RETRY_BACKOFF_MS"])
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -340,7 +341,7 @@ def run_relay() -> None:
             loop.add_signal_handler(sig, stop.set)
         producer = AIOKafkaProducer(bootstrap_servers=servers, transactional_id="bench-relay",
                                     enable_idempotence=True, acks="all", linger_ms=2,
-                                    max_batch_size=256 * 1024)
+                                    max_batch_size=256 * 1024, retry_backoff_ms=backoff)
         consumer = AIOKafkaConsumer(source, bootstrap_servers=servers, group_id="bench-relay",
                                     enable_auto_commit=False, auto_offset_reset="earliest",
                                     isolation_level="read_committed", max_poll_records=batch,
@@ -372,7 +373,8 @@ def start_relay(settings: Any, args: argparse.Namespace, log: Path) -> Any:
     env = os.environ | {"RELAY_BOOTSTRAP": settings.kafka.bootstrap_servers,
                         "RELAY_SOURCE": settings.topic("transactions"),
                         "RELAY_SINK": settings.topic("scores"), "RELAY_BATCH": str(args.batch_size),
-                        "RELAY_MAX_WAIT_MS": str(args.max_wait_ms)}
+                        "RELAY_MAX_WAIT_MS": str(args.max_wait_ms),
+                        "RELAY_RETRY_BACKOFF_MS": str(args.retry_backoff_ms)}
     return spawn([sys.executable, str(Path(__file__).resolve()), "_relay"], env, log)
 
 
@@ -398,7 +400,8 @@ def start_worker(settings: Any, artifact: Path, threshold: float, args: argparse
                         "TXMON_TOPICS__PREFIX": settings.topics.prefix,
                         "TXMON_TOPICS__PARTITIONS": str(args.partitions),
                         "TXMON_HOME": str(settings.home), "TXMON_WORKER__INSTANCE_ID": instance,
-                        "TXMON_WORKER__METRICS_PORT": "-1", "OMP_NUM_THREADS": "1"}
+                        "TXMON_WORKER__METRICS_PORT": "-1", "OMP_NUM_THREADS": "1",
+                        "TXMON_WORKER__RETRY_BACKOFF_MS": str(args.retry_backoff_ms)}
     env.pop("TXMON_SIGNING_KEY", None)  # the benchmark's artifact is unsigned
     if args.drift_references is not None:  # as a restarted worker finds its champion's reference
         shutil.copytree(args.drift_references, Path(settings.home) / "drift" / "references",
@@ -600,6 +603,9 @@ def main() -> None:
                     help="extra argument for `txmon worker` (repeatable), e.g. --worker-arg=--no-drift")
     ap.add_argument("--logs", type=Path, default=Path(tempfile.gettempdir()) / "txmon-bench-worker",
                     help="where the worker and relay logs go (emptied first)")
+    ap.add_argument("--retry-backoff-ms", type=int,
+                    help="the producers' retry backoff, worker and relay alike (default: the "
+                         "worker's)")
     ap.add_argument("--processes", type=int, default=1,
                     help="also drain with this many worker processes in one group (scaling out)")
     ap.add_argument("--profile", action="store_true",
@@ -613,6 +619,10 @@ def main() -> None:
                     help="no pre-built drift reference: each worker warms up and simulates "
                          "thresholds in a background thread while it is measured")
     args = ap.parse_args()
+    if args.retry_backoff_ms is None:
+        from streams.config import WorkerConfig
+
+        args.retry_backoff_ms = WorkerConfig.model_fields["retry_backoff_ms"].default
     shutil.rmtree(args.logs, ignore_errors=True)
     args.logs.mkdir(parents=True)
     n = args.transactions or (15_000 if args.quick else 60_000)
@@ -706,6 +716,7 @@ def main() -> None:
                        "transactions_per_account": per_account, "latency_seconds": latency_s,
                        "batch_size": args.batch_size,
                        "max_wait_ms": args.max_wait_ms, "partitions": args.partitions,
+                       "retry_backoff_ms": args.retry_backoff_ms,
                        "drift_warmup": args.drift_warmup, "worker_args": args.worker_arg,
                        "alert_rate": args.alert_rate, "alert_threshold": round(threshold, 6),
                        "model": str(args.model) if args.model else
