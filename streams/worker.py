@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 import time
@@ -131,6 +132,19 @@ async def read_to_end(settings: Settings, tps: list[TopicPartition],
     finally:
         await consumer.stop()
     return n
+
+
+def settle_heap() -> None:
+    """Take every object alive now out of the cyclic garbage collector's sight (``gc.freeze``).
+
+    The worker's imports (torch, alibi-detect, onnxruntime, pandas) leave ~500k container objects,
+    and a full collection walks them all: 240 ms on this machine. Full collections are rare (the
+    collector waits for the long-lived set to grow by a quarter), so the measured gain is small
+    (paced at 1,500/s, two runs each: p50 48 vs 56 ms; p99 within the noise). Frozen objects are
+    still freed by reference counting; only reference cycles among them would never be collected,
+    and what is alive at start-up or after a restore (modules, models, account state) stays.
+    """
+    gc.freeze()
 
 
 @dataclass
@@ -241,6 +255,7 @@ class Worker:
             self.health.restoring = False
             log.info("partitions %s: restored %d changelog records in %.2fs",
                      parts, n, time.perf_counter() - t0)
+            settle_heap()  # the restored state lives as long as the partitions stay
 
     async def restore(self, partitions: list[int]) -> int:
         tps = [TopicPartition(self.topics.changelog, p) for p in partitions]
@@ -411,6 +426,8 @@ class Worker:
             log.exception("transaction failed; exiting so a restart restores committed state")
             raise
         self.metrics.transactions.labels("committed").inc()
+        if self.health.committed_batches == 0:
+            settle_heap()  # the first batch loaded what scoring and drift import lazily
         self._positions.update(offsets)
         self._observe(result, len(records), time.perf_counter() - t0, refusals)
         if result.shadow_error is not None:
