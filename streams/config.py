@@ -64,9 +64,9 @@ class WorkerConfig(BaseSettings):
     # in the new transaction (the coordinator still completing the last one, KIP-890) with a
     # retriable NOT_ENOUGH_REPLICAS, and AddPartitionsToTxn with CONCURRENT_TRANSACTIONS; at
     # aiokafka's default 100 ms backoff each one costs a batch 100 ms. Back-to-back transactions
-    # on this machine (nice -10, load ~4): 20 ms p50 5-11, p90 14-31 ms; 5 ms p50 5, p90 9-13 ms;
-    # 2 ms had worse tails (p99 61-78 ms: retries crowd the coordinator). aiokafka's backoff is not
-    # exponential, so an unreachable broker is retried every 5 ms until the request timeout.
+    # here (bench/probe_txn_latency.py): 20 ms p90 10-35 ms; 5 ms p90 12-14 ms; 2 ms no better and
+    # a worse p99. aiokafka's backoff is not exponential: an unreachable broker is retried every
+    # 5 ms until the request timeout.
     retry_backoff_ms: int = Field(5, ge=1)
     # Transactions per account remembered for joining late labels (counterparty and score): at most
     # label_index_size, none older (event time) than label_index_days before the account's latest
