@@ -16,7 +16,8 @@ def register(app: typer.Typer) -> None:
             "demo-report"),
         home: Annotated[Path | None, typer.Option(help="working folder (default: a new one under "
                                                        "~/.cache/txmon/demo)")] = None,
-        seed: Annotated[int, typer.Option(help="simulation seed")] = 7,
+        seed: Annotated[int | None, typer.Option(
+            help="simulation seed [default: the world's own: 7 quick, 8 default]")] = None,
         today: Annotated[str | None, typer.Option(
             help="end the world near this date (YYYY-MM-DD, not after today) instead of today; the "
                  "world itself is the same, moved by whole weeks")] = None,
@@ -42,7 +43,8 @@ def register(app: typer.Typer) -> None:
         if day is not None and day > datetime.now(UTC).date():
             raise typer.BadParameter("--today must not be after today: Kafka refuses records "
                                      "from the future")
-        plan = replace(DemoPlan.quick() if quick else DemoPlan.default(), seed=seed, today=day)
+        plan = DemoPlan.quick() if quick else DemoPlan.default()
+        plan = replace(plan, seed=plan.seed if seed is None else seed, today=day)
         d = Demo(plan=plan, home=(home or default_home()).resolve(), report_dir=report_out.resolve(),
                  port=free_port(), console=console)
         try:
