@@ -398,6 +398,10 @@ class Worker:
                 refusals = self.slot.drain_refusals()
                 if records or refusals:
                     await self._transact(records, refusals)
+                else:
+                    # Idle is between batches too: a loaded model takes over now, so /health and
+                    # the metrics name the model that will score the next record.
+                    self.slot.for_next_batch()
             if time.monotonic() - last_lag > 2.0:
                 last_lag = time.monotonic()
                 self._update_lag()
