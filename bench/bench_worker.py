@@ -328,11 +328,14 @@ def run_relay() -> None:
     """A transactional consume -> produce loop with the worker's client settings; no scoring."""
     from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 
+    from streams.txn_backoff import set_concurrent_transactions_backoff
+
     env = os.environ
     source, sink = env["RELAY_SOURCE"], env["RELAY_SINK"]
     batch, max_wait = int(env["RELAY_BATCH"]), int(env["RELAY_MAX_WAIT_MS"])
     servers = env["RELAY_BOOTSTRAP"]
     backoff = int(env["RELAY_RETRY_BACKOFF_MS"])
+    set_concurrent_transactions_backoff(float(env["RELAY_CONCURRENT_TXN_BACKOFF_MS"]))
 
     async def main() -> None:
         stop = asyncio.Event()
@@ -374,7 +377,8 @@ def start_relay(settings: Any, args: argparse.Namespace, log: Path) -> Any:
                         "RELAY_SOURCE": settings.topic("transactions"),
                         "RELAY_SINK": settings.topic("scores"), "RELAY_BATCH": str(args.batch_size),
                         "RELAY_MAX_WAIT_MS": str(args.max_wait_ms),
-                        "RELAY_RETRY_BACKOFF_MS": str(args.retry_backoff_ms)}
+                        "RELAY_RETRY_BACKOFF_MS": str(args.retry_backoff_ms),
+                        "RELAY_CONCURRENT_TXN_BACKOFF_MS": str(args.concurrent_txn_backoff_ms)}
     return spawn([sys.executable, str(Path(__file__).resolve()), "_relay"], env, log)
 
 
@@ -401,7 +405,8 @@ def start_worker(settings: Any, artifact: Path, threshold: float, args: argparse
                         "TXMON_TOPICS__PARTITIONS": str(args.partitions),
                         "TXMON_HOME": str(settings.home), "TXMON_WORKER__INSTANCE_ID": instance,
                         "TXMON_WORKER__METRICS_PORT": "-1", "OMP_NUM_THREADS": "1",
-                        "TXMON_WORKER__RETRY_BACKOFF_MS": str(args.retry_backoff_ms)}
+                        "TXMON_WORKER__RETRY_BACKOFF_MS": str(args.retry_backoff_ms),
+                        "TXMON_WORKER__CONCURRENT_TXN_BACKOFF_MS": str(args.concurrent_txn_backoff_ms)}
     env.pop("TXMON_SIGNING_KEY", None)  # the benchmark's artifact is unsigned
     if args.drift_references is not None:  # as a restarted worker finds its champion's reference
         shutil.copytree(args.drift_references, Path(settings.home) / "drift" / "references",
@@ -606,6 +611,10 @@ def main() -> None:
     ap.add_argument("--retry-backoff-ms", type=int,
                     help="the producers' retry backoff, worker and relay alike (default: the "
                          "worker's)")
+    ap.add_argument("--concurrent-txn-backoff-ms", type=float,
+                    help="wait before re-adding partitions while the coordinator completes the last "
+                         "transaction, worker and relay alike (default: the worker's; aiokafka's "
+                         "own is a fixed 20)")
     ap.add_argument("--processes", type=int, default=1,
                     help="also drain with this many worker processes in one group (scaling out)")
     ap.add_argument("--profile", action="store_true",
@@ -619,10 +628,11 @@ def main() -> None:
                     help="no pre-built drift reference: each worker warms up and simulates "
                          "thresholds in a background thread while it is measured")
     args = ap.parse_args()
-    if args.retry_backoff_ms is None:
-        from streams.config import WorkerConfig
+    from streams.config import WorkerConfig
 
-        args.retry_backoff_ms = WorkerConfig.model_fields["retry_backoff_ms"].default
+    for name in ("retry_backoff_ms", "concurrent_txn_backoff_ms"):
+        if getattr(args, name) is None:
+            setattr(args, name, WorkerConfig.model_fields[name].default)
     shutil.rmtree(args.logs, ignore_errors=True)
     args.logs.mkdir(parents=True)
     n = args.transactions or (15_000 if args.quick else 60_000)
@@ -717,6 +727,7 @@ def main() -> None:
                        "batch_size": args.batch_size,
                        "max_wait_ms": args.max_wait_ms, "partitions": args.partitions,
                        "retry_backoff_ms": args.retry_backoff_ms,
+                       "concurrent_txn_backoff_ms": args.concurrent_txn_backoff_ms,
                        "drift_warmup": args.drift_warmup, "worker_args": args.worker_arg,
                        "alert_rate": args.alert_rate, "alert_threshold": round(threshold, 6),
                        "model": str(args.model) if args.model else

@@ -62,12 +62,15 @@ class WorkerConfig(BaseSettings):
     session_timeout_ms: int = Field(10_000, ge=1_000)
     # Back-to-back transactions: the broker answers a produce whose partition it cannot yet verify
     # in the new transaction (the coordinator still completing the last one, KIP-890) with a
-    # retriable NOT_ENOUGH_REPLICAS, and AddPartitionsToTxn with CONCURRENT_TRANSACTIONS; at
-    # aiokafka's default 100 ms backoff each one costs a batch 100 ms. Back-to-back transactions
-    # here (bench/probe_txn_latency.py): 20 ms p90 10-35 ms; 5 ms p90 12-14 ms; 2 ms no better and
-    # a worse p99. aiokafka's backoff is not exponential: an unreachable broker is retried every
-    # 5 ms until the request timeout.
+    # retriable NOT_ENOUGH_REPLICAS, retried after retry_backoff_ms (aiokafka's default: 100 ms).
+    # Back-to-back transactions here (bench/probe_txn_latency.py): 20 ms p90 10-35 ms; 5 ms p90
+    # 12-14 ms; 2 ms no better and a worse p99. aiokafka's backoff is not exponential: an
+    # unreachable broker is retried every 5 ms until the request timeout.
     retry_backoff_ms: int = Field(5, ge=1)
+    # The first AddPartitionsToTxn of a transaction meets CONCURRENT_TRANSACTIONS while the last
+    # one's markers are written (5-10 ms here); aiokafka then waits a fixed 20 ms, whatever
+    # retry_backoff_ms says. This replaces that wait (streams.txn_backoff): relay p99 119 -> ~40 ms.
+    concurrent_txn_backoff_ms: float = Field(2.0, gt=0, le=1_000)
     # Transactions per account remembered for joining late labels (counterparty and score): at most
     # label_index_size, none older (event time) than label_index_days before the account's latest
     # (0: no age limit). Together they bound the worker's memory: ~accounts x min(size, days x daily

@@ -54,6 +54,7 @@ from streams.scoring import BatchObserver, BatchResult, Output, Record, ScoringC
 from streams.sender import BatchSender, delivered
 from streams.store import account_entries
 from streams.tables import AccountTable, CounterpartyRisk
+from streams.txn_backoff import set_concurrent_transactions_backoff
 from txmon.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -325,6 +326,7 @@ class Worker:
             await self._wait_ready(followers, risk_ready, models_ready)
             # The producer first: its InitProducerId aborts a dead predecessor's open transaction
             # before this worker reads committed state.
+            set_concurrent_transactions_backoff(cfg.concurrent_txn_backoff_ms)
             self.producer = AIOKafkaProducer(
                 **s.kafka.aiokafka_config() | {"client_id": cfg.transactional_id},
                 transactional_id=cfg.transactional_id, enable_idempotence=True, acks="all",
