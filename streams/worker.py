@@ -179,6 +179,7 @@ class _Rebalance(ConsumerRebalanceListener):
         # Waits for the in-flight batch's transaction to commit: its offsets are then committed
         # before the partitions' next owner fetches them.
         async with self.w.lock:
+            await self.w.committed()
             self.w.generation += 1
             parts = {tp.partition for tp in revoked}
             self.w.accounts.drop_partitions(parts)
@@ -225,6 +226,8 @@ class Worker:
         self.slot.on_shadow = self._shadowing
         self.slot.on_refusal = lambda r: self.metrics.model_rejected.inc()
         self._positions: dict[TopicPartition, int] = {}
+        # The previous batch's transaction, committing while the next batch is fetched and processed.
+        self._in_flight: asyncio.Task[None] | None = None
         self._partitions: dict[str, int] = {}
         self.core: ScoringCore | None = None
         self.consumer: AIOKafkaConsumer | None = None
@@ -343,11 +346,17 @@ class Worker:
             await self.consumer.start()
             self.consumer.subscribe(list(self.topics.inputs), listener=_Rebalance(self))
             await self._loop(followers)
+            await self.committed()
         except Exception as exc:
             self.health.fatal = f"{type(exc).__name__}: {exc}"
             raise
         finally:
             self._stopping.set()
+            if self._in_flight is not None:
+                if not self._in_flight.done():
+                    self._in_flight.cancel()  # failing: its transaction aborts with the producer
+                with contextlib.suppress(BaseException):
+                    await self._in_flight
             for t in followers:
                 t.cancel()
             await asyncio.gather(*followers, return_exceptions=True)
@@ -381,7 +390,10 @@ class Worker:
             for t in followers:
                 if t.done():
                     t.result()
+            if self._in_flight is not None and self._in_flight.done():
+                await self.committed()  # a failed commit ends the worker now, not at the next batch
             if self.to_restore is not None:
+                await self.committed()
                 await self._restore_assigned()
                 continue
             generation = self.generation
@@ -408,17 +420,43 @@ class Worker:
                 last_lag = time.monotonic()
                 self._update_lag()
 
+    async def committed(self) -> None:
+        """Wait for the in-flight transaction; raise what failed it."""
+        task, self._in_flight = self._in_flight, None
+        if task is not None:
+            await task
+
     async def _transact(self, records: list[Record], refusals: list[Refusal]) -> None:
-        assert self.producer is not None and self.sender is not None and self.core is not None
+        """Process a batch while the previous batch's transaction commits, then hand this batch's
+        transaction to a task and return.
+
+        A commit is mostly waiting on the broker (5-10 ms); processing pauses every few records
+        (:meth:`ScoringCore.steps`) so the commit's requests go out between them. Transactions stay
+        one at a time and in order: a batch's begins only once the previous one committed. A
+        failed commit is raised at the next batch (or revocation, or stop) and ends the worker
+        before anything later commits; the tables, which by then hold the next batch's changes
+        too, are rebuilt from the committed changelog at restart (crash-only, as before).
+        """
+        assert self.core is not None
         t0 = time.perf_counter()
         model = self.slot.for_next_batch()
-        result = self.core.process(records, model, self.slot.challenger) if records else BatchResult()
+        result = BatchResult()
+        if records:
+            for _ in self.core.steps(records, model, self.slot.challenger, result):
+                if self._in_flight is not None and not self._in_flight.done():
+                    await asyncio.sleep(0)
         result.outputs.extend(Output(self.topics.dlq, r.version.encode(), r.letter.to_bytes())
                               for r in refusals)
         offsets: dict[TopicPartition, int] = {}
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        await self.committed()
+        self._in_flight = asyncio.create_task(self._commit(result, offsets, len(records), t0, refusals))
+
+    async def _commit(self, result: BatchResult, offsets: dict[TopicPartition, int], n: int,
+                      t0: float, refusals: list[Refusal]) -> None:
+        assert self.producer is not None and self.sender is not None
         try:
             async with self.producer.transaction():
                 futures = await self.sender.send(result.outputs)
@@ -435,7 +473,7 @@ class Worker:
         if self.health.committed_batches == 0:
             settle_heap()  # the first batch loaded what scoring and drift import lazily
         self._positions.update(offsets)
-        self._observe(result, len(records), time.perf_counter() - t0, refusals)
+        self._observe(result, n, time.perf_counter() - t0, refusals)
         if result.shadow_error is not None:
             self.metrics.shadow_failures.inc()
             self.slot.drop_challenger(result.shadow_error)
