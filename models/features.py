@@ -117,6 +117,10 @@ def observe(state: dict[str, Any], o: Observation) -> dict[str, Any]:
         "mcc": o.mcc, "ctry": o.ctry,
         "foreign": None if o.ctry is None or home is None else o.ctry != home,
         "cp_foreign": None if o.cpc is None or o.ctry is None else o.cpc != o.ctry,
+        # A country none of the kept records has: a trip starting or a card used abroad out of the
+        # blue, not every row of a trip (``foreign`` is that state). The drift monitor watches it
+        # (streams.drift.columns); not a model input. Scanned newest first: home ends it at once.
+        "nctry": None if o.ctry is None or not hist else all(r["ctry"] != o.ctry for r in reversed(hist)),
         "dtp": None if prev_ts is None else max(o.ts - prev_ts, 0),
         "rel": None if state["n"] < 3 else round(log_amt - state["mu"], 6),
         "ncp": _h(o.cp) not in cps,

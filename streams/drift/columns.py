@@ -7,13 +7,20 @@ the validation window replayed through the same feature code, :func:`models.data
 Numeric: ``log_amount``, ``log_gap_s`` (seconds since the account's previous transaction; 30 days
 when it has none), ``velocity_24h`` and ``amount_vs_usual`` (log amount minus the account's running
 mean; 0 until it has three transactions). Binary: ``alerted`` (live only), ``new_counterparty``,
-``foreign`` and ``cross_border``.
+``new_country`` and ``cross_border``.
+
+``new_country`` (record key ``nctry``: a country none of the account's kept records has; records
+made before it existed read as False) stands in for ``foreign`` (outside the home country): being
+abroad is a state that lasts a 3-15-day trip on the simulator, so consecutive blocks of a few hours
+share it and are not independent, which the CVM block thresholds assume (measured by
+``bench/probe_drift_onset.py``). An onset still moves when travel or a new region does.
+``cross_border`` (counterparty country ≠ the transaction's) is a property of a payee, not a trip.
 
 >>> f, b = record_columns([{"amt": 99.0, "dtp": None, "v24h": 2, "rel": None, "ncp": True}])
 >>> round(float(f["log_amount"][0]), 3), float(f["amount_vs_usual"][0]), b["new_counterparty"]
 (4.605, 0.0, array([ True]))
 >>> sorted(b)
-['cross_border', 'foreign', 'new_counterparty']
+['cross_border', 'new_counterparty', 'new_country']
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ import numpy as np
 
 NO_PREVIOUS_GAP_S = 30 * 86_400
 FEATURES = ("log_amount", "log_gap_s", "velocity_24h", "amount_vs_usual")
-BINARY = ("alerted", "new_counterparty", "foreign", "cross_border")
+BINARY = ("alerted", "new_counterparty", "new_country", "cross_border")
 
 
 def record_columns(records: Sequence[dict[str, Any]], amounts: Sequence[float] | None = None,
@@ -48,7 +55,7 @@ def record_columns(records: Sequence[dict[str, Any]], amounts: Sequence[float] |
     }
     binary = {
         "new_counterparty": np.asarray([bool(r.get("ncp")) for r in records], dtype=bool),
-        "foreign": np.asarray([bool(r.get("foreign")) for r in records], dtype=bool),
+        "new_country": np.asarray([bool(r.get("nctry")) for r in records], dtype=bool),
         "cross_border": np.asarray([bool(r.get("cp_foreign")) for r in records], dtype=bool),
     }
     if alerted is not None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from streams.drift import columns as monitored
 from streams.drift.columns import record_columns
 from streams.drift.config import DriftConfig
 from streams.drift.reference import META, DriftReference, Progress, ReferenceError
@@ -56,7 +57,8 @@ def save(reference: DriftReference, artifact_work_dir: Path) -> Path:
 
 def load(artifact_dir: Path | None, config: DriftConfig,
          expected_sha256: str | None = None) -> DriftReference | None:
-    """The artifact's reference, or None when it ships none or one calibrated for another config.
+    """The artifact's reference, or None when it ships none, one calibrated for another config, or
+    one built on columns the feed no longer computes (``foreign`` before ``new_country``).
 
     The whole artifact is verified against its manifest (and ``expected_sha256``) first: a
     reference file that was swapped or is not covered by the manifest is refused, not used.
@@ -67,7 +69,15 @@ def load(artifact_dir: Path | None, config: DriftConfig,
 
     try:
         verify(Path(artifact_dir), expected_sha256=expected_sha256)
-        return DriftReference.load(Path(artifact_dir) / REFERENCE_DIR, config)
+        reference = DriftReference.load(Path(artifact_dir) / REFERENCE_DIR, config)
     except (ArtifactError, ReferenceError) as exc:
         log.warning("drift: the reference shipped in %s is not used: %s", artifact_dir, exc)
         return None
+    # The monitor would refuse every live batch that lacks one of these: warm up instead.
+    stale = {c.rsplit(".", 1)[0] for g in ("features", "binary") for c in reference.columns.get(g, [])}
+    stale -= {*monitored.FEATURES, *monitored.BINARY}
+    if stale:
+        log.warning("drift: the reference shipped in %s watches columns no longer computed (%s); "
+                    "warming up instead", artifact_dir, ", ".join(sorted(stale)))
+        return None
+    return reference

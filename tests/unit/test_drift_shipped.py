@@ -16,7 +16,7 @@ from models.artifact import read_manifest, verify
 from models.finetune import FinetuneConfig, TrainConfig, finetune, reference_rows
 from models.pretrain import PretrainConfig
 from models.toy import toy_frame
-from streams.drift import DriftConfig, DriftReference, shipped
+from streams.drift import DriftConfig, DriftReference, columns, shipped
 from streams.observer import DriftFeed
 from streams.scoring import ScoredBatch
 from txmon.contracts import Transaction
@@ -65,7 +65,7 @@ def test_export_ships_a_reference_of_the_validation_window(artifact):
     assert set(ref.blocks) == {"embedding", "features", "score", "binary"}
     assert ref.blocks["embedding"].shape == (40, 16)  # the model's own pooled embeddings
     # The serving policy's alert decisions are not the model's: no alert rate in a shipped reference.
-    assert ref.columns["binary"] == ["cross_border.rate", "foreign.rate", "new_counterparty.rate"]
+    assert ref.columns["binary"] == ["cross_border.rate", "new_counterparty.rate", "new_country.rate"]
     assert json.loads((out / "metrics.json").read_text())["drift_reference_bootstraps"] == ref.n_bootstraps
 
 
@@ -99,7 +99,7 @@ def test_the_feed_monitors_a_fresh_artifact_at_once_without_warm_up(artifact, tm
     assert not (tmp_path / "references" / "v1").exists()  # nothing simulated in the worker
 
 
-def test_an_altered_or_foreign_reference_falls_back_to_warm_up(artifact, tmp_path):
+def test_an_altered_or_foreign_reference_falls_back_to_warm_up(artifact, tmp_path, monkeypatch):
     out, _, _ = artifact
     sha = read_manifest(out).artifact_sha256
     other = DriftConfig(**{**DRIFT, "ert_events": 20_000})
@@ -120,6 +120,12 @@ def test_an_altered_or_foreign_reference_falls_back_to_warm_up(artifact, tmp_pat
     f = DriftFeed(CONFIG, tmp_path / "c", tmp_path / "refs-c", warmup_events=1_000, background=False)
     f.on_batch(scored("v1", copy, sha))
     assert f.state == "warming"
+
+    # A reference watching a column the feed does not compute (as one shipped with ``foreign``
+    # meets a feed with ``new_country``): the monitor would refuse every batch, so warm up.
+    assert shipped.load(out, CONFIG, sha) is not None
+    monkeypatch.setattr(columns, "BINARY", ("alerted", "new_counterparty", "foreign", "cross_border"))
+    assert shipped.load(out, CONFIG, sha) is None
 
 
 def test_cvm_thresholds_are_distribution_free_and_cached_across_references(tmp_path):

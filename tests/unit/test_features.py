@@ -161,3 +161,44 @@ def test_numeric_inputs_log_heavy_tails_and_flag_missing() -> None:
     assert x[0, col["rel_amount"]] == 0.0 and x[0, col["rel_amount_missing"]] == 1.0
     assert x[1, col["rel_amount"]] == 1.5 and x[1, col["rel_amount_missing"]] == 0.0
     assert not any(n.endswith("_code") for n in NUMERIC)  # hashed categories stay tokens
+
+
+def _trip_flags(days_abroad: int, home_every: int | None) -> tuple[list[bool], list[bool]]:
+    """(``nctry``, ``foreign``) of each row of an account's trip: 10 days at home, then
+    ``days_abroad`` days of four card payments a day in ES (one in ``home_every`` made at home,
+    as an online purchase or a standing order is), then 3 days home again."""
+    from datetime import UTC, datetime, timedelta
+
+    from txmon.contracts import Transaction
+
+    t0 = datetime(2026, 3, 2, tzinfo=UTC)
+    plan = ([("DE", d, h) for d in range(10) for h in (9, 18)]
+            + [("ES", 10 + d, h) for d in range(days_abroad) for h in (8, 12, 16, 20)]
+            + [("DE", 10 + days_abroad + d, h) for d in range(3) for h in (9, 18)])
+    if home_every:
+        plan = [("DE", *p[1:]) if p[0] == "ES" and i % home_every == 0 else p for i, p in enumerate(plan)]
+    enc = FeatureEncoder(fit_spec(toy_frame(accounts=1, days=2, seed=1), 1), 2)
+    state, nctry, foreign = new_account_state(), [], []
+    for i, (country, day, hour) in enumerate(plan):
+        tx = Transaction(tx_id=f"t{i}", event_time=t0 + timedelta(days=day, hours=hour), account_id="a",
+                         counterparty_id=f"m{i % 5}", amount="30.00", country=country,
+                         counterparty_country=country)
+        rec = enc.encode(state, tx, None).records[-1]
+        nctry.append(rec["nctry"])
+        foreign.append(rec["foreign"])
+        update_account_state(state, tx, record=rec)
+    return nctry, foreign
+
+
+def test_new_country_marks_the_onset_of_a_trip_not_its_rows() -> None:
+    # A 6-day trip: 24 rows abroad, every one foreign, one onset; home is still in the history on return.
+    nctry, foreign = _trip_flags(6, None)
+    assert sum(bool(f) for f in foreign) == 24
+    assert [i for i, n in enumerate(nctry) if n] == [20]
+    assert nctry[0] is None  # the account's first row: nothing to compare with
+    # Home rows during the trip (every 7th) leave the trip one onset, not one per return abroad.
+    nctry, foreign = _trip_flags(6, 7)
+    assert sum(bool(n) for n in nctry) == 1 and sum(bool(f) for f in foreign) > 15
+    # A 12-day trip of 48 rows abroad pushes home out of the kept history: its end is an onset too.
+    nctry, _ = _trip_flags(12, None)
+    assert [i for i, n in enumerate(nctry) if n] == [20, 68]

@@ -29,7 +29,7 @@ def batch(rng: np.random.Generator, version: str, start: int, n: int = 100,
                        account_id=f"a{i % 7}", counterparty_id="m", amount=f"{a:.2f}")
            for i, a in enumerate(amounts)]
     records = [{"amt": float(a), "dtp": int(rng.exponential(3600)), "v24h": int(rng.poisson(2)),
-                "rel": float(rng.normal()), "ncp": bool(rng.random() < 0.1), "foreign": False,
+                "rel": float(rng.normal()), "ncp": bool(rng.random() < 0.1), "nctry": False,
                 "cp_foreign": bool(rng.random() < 0.05)} for a in amounts]
     scores = 1 / (1 + np.exp(-rng.normal(-3, 1, n)))
     return ScoredBatch(version, txs, {}, scores, rng.normal(size=(n, 8)).astype(np.float32),
@@ -142,10 +142,11 @@ def test_a_finished_build_monitors_without_waiting_for_a_batch(tmp_path):
 def test_columns_fill_missing_history_with_neutral_values():
     rng = np.random.default_rng(1)
     b = batch(rng, "v1", 0, n=3)
-    b.records[0].update(dtp=None, rel=None, foreign=None)
+    b.records[0].update(dtp=None, rel=None)
+    del b.records[0]["nctry"]  # a record made before the key existed
     features, binary = columns(b)
     assert features["log_gap_s"][0] == pytest.approx(np.log1p(30 * 86_400))
-    assert features["amount_vs_usual"][0] == 0.0 and not binary["foreign"][0]
+    assert features["amount_vs_usual"][0] == 0.0 and not binary["new_country"][0]
     assert list(binary["alerted"]) == list(b.alerted)
 
 
