@@ -202,6 +202,7 @@ def drift_reference(artifact: Path, history: list[Payload], threshold: float, wa
     from models.scorer import Scorer
     from streams.config import PolicyConfig, WorkerConfig
     from streams.drift import DriftConfig, DriftReference, ReferenceError
+    from streams.drift.columns import unmonitored
     from streams.observer import DriftFeed
     from streams.policy import AlertPolicy
     from streams.scoring import Record, ScoringCore, Topics
@@ -214,8 +215,8 @@ def drift_reference(artifact: Path, history: list[Payload], threshold: float, wa
     info: dict[str, Any] = {"warmup_events": warmup, "drift_config": "DriftConfig() defaults",
                             "cache": str(root)}
     try:
-        DriftReference.load(root / scorer.version, config)
-        return root, info | {"built_here": False}
+        if not unmonitored(DriftReference.load(root / scorer.version, config).columns):
+            return root, info | {"built_here": False}
     except ReferenceError:
         pass
     if len(history) < warmup:

@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from streams.drift import DriftConfig, DriftMonitor, DriftReference, ReferenceError, shipped
-from streams.drift.columns import BINARY, FEATURES, record_columns
+from streams.drift.columns import BINARY, FEATURES, record_columns, unmonitored
 from streams.scoring import ScoredBatch
 from txmon.contracts import Drift, Label
 
@@ -159,6 +159,9 @@ class DriftFeed:
             return
         try:
             reference = DriftReference.load(self.references_dir / version, self.config)
+            stale = unmonitored(reference.columns)
+            if stale:
+                raise ReferenceError(f"it watches columns no longer computed: {sorted(stale)}")
         except ReferenceError as exc:
             log.info("drift: no usable cached reference for %s (%s); warming up on its first %d "
                      "events", version, exc, self.warmup_events)

@@ -61,3 +61,16 @@ def record_columns(records: Sequence[dict[str, Any]], amounts: Sequence[float] |
     if alerted is not None:
         binary["alerted"] = np.asarray(alerted, dtype=bool)
     return features, binary
+
+
+def unmonitored(reference_columns: dict[str, list[str]]) -> set[str]:
+    """Columns a reference watches that :func:`record_columns` no longer computes (a reference
+    saved before ``new_country`` replaced ``foreign``). The monitor refuses every batch that lacks
+    one, so such a reference must not be used: warm up a new one instead.
+
+    >>> sorted(unmonitored({"binary": ["foreign.rate", "new_counterparty.rate"], "score": ["score.mean"]}))
+    ['foreign']
+    """
+    watched = {c.rsplit(".", 1)[0] for g in ("features", "binary") for c in reference_columns.get(g, [])}
+    return watched - {*FEATURES, *BINARY}
+

@@ -74,8 +74,7 @@ def load(artifact_dir: Path | None, config: DriftConfig,
         log.warning("drift: the reference shipped in %s is not used: %s", artifact_dir, exc)
         return None
     # The monitor would refuse every live batch that lacks one of these: warm up instead.
-    stale = {c.rsplit(".", 1)[0] for g in ("features", "binary") for c in reference.columns.get(g, [])}
-    stale -= {*monitored.FEATURES, *monitored.BINARY}
+    stale = monitored.unmonitored(reference.columns)
     if stale:
         log.warning("drift: the reference shipped in %s watches columns no longer computed (%s); "
                     "warming up instead", artifact_dir, ", ".join(sorted(stale)))

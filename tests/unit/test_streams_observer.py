@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+import streams.drift.columns as columns_module
 from streams.drift import DriftConfig
 from streams.observer import DriftFeed, columns
 from streams.scoring import ScoredBatch
@@ -77,6 +78,17 @@ def test_a_cached_reference_monitors_at_once_and_names_a_shifted_feature(tmp_pat
     assert feature, [d.detector for d in drifts]
     assert feature[0].champion_version == "v1"
     assert feature[0].evidence[0].feature == "log_amount.mean"
+
+
+def test_a_cached_reference_on_columns_no_longer_computed_is_warmed_up_again(tmp_path, cached,
+                                                                           monkeypatch):
+    # A worker upgraded past a column change (foreign -> new_country) finds its old warm-up
+    # reference: used, the monitor would refuse every batch and the worker would crash-loop.
+    monkeypatch.setattr(columns_module, "BINARY", ("alerted", "new_counterparty", "cross_border"))
+    f = new_feed(tmp_path, cached)
+    rng = np.random.default_rng(5)
+    assert feed(f, rng, "v1", 3) == []
+    assert f.state == "warming" and f.monitor is None
 
 
 def test_promotion_restarts_the_monitor_on_the_new_champion(tmp_path, cached):
