@@ -191,8 +191,14 @@ def measure_scoring(artifact: Path, history: list[Any], txs: list[Any], batch_si
 def drift_reference(artifact: Path, history: list[Payload], threshold: float, warmup: int,
                     cache: Path) -> tuple[Path | None, dict[str, Any]]:
     """The worker's drift reference for this model, built as the worker builds it (streams.observer:
-    its first ``warmup`` scored events, thresholds simulated), in this process, before anything is
-    measured; cached by model digest, warm-up size and drift configuration.
+    ``warmup`` scored events, thresholds simulated), in this process, before anything is measured;
+    cached by model digest, warm-up size and drift configuration.
+
+    The warm-up is the *last* ``warmup`` events of the history (the earlier ones only build account
+    state, as a worker's ``cold_events``): the history starts with new accounts, and a reference of
+    their first events (new countries and counterparties everywhere) made the binary and score
+    detectors alarm every few blocks on the measured traffic, which is not the steady state a
+    production worker with mature accounts monitors in.
 
     The measured workers then load it from ``$TXMON_HOME/drift/references`` as a restarted worker
     does, so they are measured monitoring (steady state), not simulating thresholds in a background
@@ -211,9 +217,10 @@ def drift_reference(artifact: Path, history: list[Payload], threshold: float, wa
 
     scorer = Scorer.load(artifact, intra_op_threads=1)
     config = DriftConfig()
-    root = cache / f"{scorer.sha256[:16]}-{warmup}-{config.fingerprint()[:16]}"
-    info: dict[str, Any] = {"warmup_events": warmup, "drift_config": "DriftConfig() defaults",
-                            "cache": str(root)}
+    cold = len(history) - warmup
+    root = cache / f"{scorer.sha256[:16]}-{warmup}-after-{cold}-{config.fingerprint()[:16]}"
+    info: dict[str, Any] = {"warmup_events": warmup, "after_history_events": cold,
+                            "drift_config": "DriftConfig() defaults", "cache": str(root)}
     try:
         if not unmonitored(DriftReference.load(root / scorer.version, config).columns):
             return root, info | {"built_here": False}
@@ -224,7 +231,8 @@ def drift_reference(artifact: Path, history: list[Payload], threshold: float, wa
     t0, c0 = time.monotonic(), time.process_time()
     with tempfile.TemporaryDirectory() as state:
         feed = DriftFeed(config, Path(state), root, warmup_events=warmup, background=False,
-                         alert_threshold=threshold, threshold_cache=cache / "thresholds")
+                         alert_threshold=threshold, threshold_cache=cache / "thresholds",
+                         cold_events=cold)
         wc = WorkerConfig(instance_id="bench", policy=PolicyConfig(threshold=threshold))
         core = ScoringCore(Topics.from_settings(Settings(), GROUP), wc, features,
                            AccountTable(features.new_account_state, AlertPolicy.new_state),
@@ -232,9 +240,9 @@ def drift_reference(artifact: Path, history: list[Payload], threshold: float, wa
                                             features.update_counterparty_risk),
                            AlertPolicy(wc.policy, 1), feed)
         topic = core.topics.transactions
-        for i in range(0, warmup, 256):
+        for i in range(0, len(history), 256):
             core.process([Record(topic, 0, j, p.key, p.value, 0)
-                          for j, p in enumerate(history[i:min(i + 256, warmup)], start=i)], scorer)
+                          for j, p in enumerate(history[i:i + 256], start=i)], scorer)
         if feed.state != "monitoring":
             return None, info | {"error": f"the feed is {feed.state} after {warmup} events"}
     return root, info | {"built_here": True, "build_seconds": round(time.monotonic() - t0, 1),
