@@ -342,3 +342,25 @@ def test_a_worker_restored_from_the_changelog_scores_as_one_that_never_stopped(f
     expected = by_tx(outputs_on(whole, topics.scores))
     got = by_tx(outputs_on(rest, topics.scores))
     assert got and got == {k: expected[k] for k in got}
+
+
+def test_steps_pause_every_few_records_and_produce_what_process_does(frame, encoder, topics):
+    # The worker drives ScoringCore.steps so that a committing transaction can make progress
+    # between the pauses; the outputs must not depend on being produced in steps.
+    from streams.scoring import STEP_RECORDS, BatchResult
+
+    records = tx_records(frame, topics)
+    assert len(records) > 3 * STEP_RECORDS
+    whole = make_core(topics).process(records, TokenModel(encoder))
+    stepped, pauses = BatchResult(), 0
+    core, model = make_core(topics), TokenModel(encoder)
+    steps = core.steps(records, model, None, stepped)
+    for _ in steps:
+        pauses += 1
+        assert stepped.scored == 0 or pauses > len(records) // STEP_RECORDS  # scoring comes last
+    assert pauses >= len(records) // STEP_RECORDS  # at least one pause per STEP_RECORDS records
+    assert model.calls == 1  # still one ONNX call for the micro-batch
+    assert [(o.topic, o.key, o.partition) for o in stepped.outputs] == \
+        [(o.topic, o.key, o.partition) for o in whole.outputs]
+    assert [decode(Score, o.value).score for o in outputs_on(stepped, topics.scores)] == \
+        [decode(Score, o.value).score for o in outputs_on(whole, topics.scores)]
