@@ -32,6 +32,11 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 Group = Literal["embedding", "features", "score", "binary", "tail", "performance"]
+# Bumped when the way a threshold is derived changes, so that references cached or shipped by an
+# older release are rebuilt (a worker then warms up) instead of silently keeping old thresholds.
+# 2: the tail CUSUM's dispersion is the long-run (block) one (streams.drift.cusum).
+CALIBRATION_METHOD = 2
+
 GROUPS: tuple[Group, ...] = ("embedding", "features", "score", "binary", "tail", "performance")
 # About 5.5 hours of traffic at 100 tx/s between false alarms of the whole monitor.
 DEFAULT_ERT_EVENTS = 2_000_000.0
@@ -153,4 +158,5 @@ class DriftConfig(BaseModel):
                 "tail_quantile", "tail_mini_events", "tail_ratio", "adwin_min_outcomes")
         shaping = {k: getattr(self, k) for k in keys}
         shaping["ert_steps"] = {g: self.ert_steps(g) for g in self.groups}
+        shaping["method"] = CALIBRATION_METHOD
         return hashlib.sha256(json.dumps(shaping, sort_keys=True, default=list).encode()).hexdigest()

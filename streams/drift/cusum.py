@@ -16,6 +16,13 @@ high scores in a row), so ``h`` is set for the ERT under a negative binomial wit
 measured variance-to-mean ratio, by the Markov-chain method of Brook & Evans (1972): no bootstrap,
 milliseconds. Only a rise is tested: fewer high scores is not a fraud wave.
 
+An incident often outlasts a mini-block (a compromised terminal cashes out for an hour), so
+consecutive counts are correlated, and a CUSUM's run length follows the *long-run* variance of the
+counts, not the single mini-block's. The dispersion used is therefore the larger of the mini-block
+one and that of whole reference blocks (``block_events`` consecutive events, summed), per
+mini-block. On a 5,000-account bank the two were 1.67 and 4.04: with the first alone ``h`` was half
+what the ERT needs, and the CUSUM alarmed 19 times in 512k stationary events.
+
 >>> cal = calibrate(np.r_[np.zeros(990), np.ones(10)].reshape(1, -1).repeat(50, 0).ravel()
 ...                 .astype(bool), 100, 3.0, ert_events=1e6)
 >>> round(cal.p0, 3), cal.dispersion >= 1.0, cal.h > 0
@@ -40,11 +47,12 @@ class TailCalibration:
     """Everything the CUSUM needs, computed once from the reference."""
 
     p0: float  # reference rate of scores above the threshold
-    dispersion: float  # variance / mean of reference mini-block counts (>= 1)
+    dispersion: float  # long-run variance / mean of reference mini-block counts (>= 1)
     mini_events: int
     ratio: float
     h: float  # decision threshold for the group's ERT
     arl_events: float  # in-control average run length the chain gives for h
+    mini_dispersion: float = 1.0  # of single mini-blocks, for the record
 
     @property
     def k(self) -> float:
@@ -56,7 +64,8 @@ class TailCalibration:
     @classmethod
     def from_arrays(cls, z: dict[str, np.ndarray]) -> TailCalibration:
         v = {k: float(np.asarray(z[k])) for k in ("p0", "dispersion", "ratio", "h", "arl_events")}
-        return cls(mini_events=int(np.asarray(z["mini_events"])), **v)
+        mini = float(np.asarray(z["mini_dispersion"])) if "mini_dispersion" in z else v["dispersion"]
+        return cls(mini_events=int(np.asarray(z["mini_events"])), mini_dispersion=mini, **v)
 
 
 def _pmf(mean: float, dispersion: float) -> np.ndarray:
@@ -111,24 +120,35 @@ def tradeoff(cal: TailCalibration, erts: tuple[float, ...] = (1e6, 1e7, 1e8, 1e9
     return out
 
 
+def dispersion(exceed: np.ndarray, expected: np.ndarray, span: int) -> float:
+    """Variance-to-mean ratio of the counts in consecutive runs of ``span`` events, less what
+    ``expected`` explains (floored at 1: a Poisson)."""
+    m = len(exceed) // span
+    counts = exceed[: m * span].reshape(m, span).sum(axis=1)
+    means = expected[: m * span].reshape(m, span).sum(axis=1)
+    return max(float(np.mean((counts - means) ** 2)) / max(float(means.mean()), 1e-9), 1.0)
+
+
 def calibrate(exceed: np.ndarray, mini_events: int, ratio: float, ert_events: float,
-              expected: np.ndarray | None = None) -> TailCalibration:
+              expected: np.ndarray | None = None, block_events: int | None = None) -> TailCalibration:
     """Calibration from the reference's exceedances (events in time order, consecutive within
-    reference blocks) and, when seasonal, their expected rates (cross-fitted)."""
+    reference blocks of ``block_events``) and, when seasonal, their expected rates (cross-fitted).
+    The dispersion is the larger of the mini-blocks' and the blocks' (see the module docstring)."""
     x = np.asarray(exceed, dtype=np.float64)
     e = np.full(len(x), x.mean()) if expected is None else np.asarray(expected, dtype=np.float64)
     m = len(x) // mini_events
     if m < MIN_MINI_BLOCKS:
         raise ValueError(f"{len(x)} reference events hold {m} mini-blocks of {mini_events}; "
                          f"need {MIN_MINI_BLOCKS}")
-    counts = x[: m * mini_events].reshape(m, mini_events).sum(axis=1)
-    means = e[: m * mini_events].reshape(m, mini_events).sum(axis=1)
     p0 = float(x.mean())
     mean = max(p0 * mini_events, 1e-3)
-    dispersion = max(float(np.mean((counts - means) ** 2)) / mean, 1.0)
+    mini = dispersion(x, e, mini_events)
+    long_run = mini
+    if block_events and block_events > mini_events and len(x) // block_events >= MIN_MINI_BLOCKS:
+        long_run = max(mini, dispersion(x, e, block_events))
     k = (ratio - 1) / math.log(ratio)
-    h, run = threshold(ert_events / mini_events, mean, dispersion, k)
-    return TailCalibration(p0, dispersion, mini_events, ratio, h, run * mini_events)
+    h, run = threshold(ert_events / mini_events, mean, long_run, k)
+    return TailCalibration(p0, long_run, mini_events, ratio, h, run * mini_events, mini)
 
 
 @dataclass(frozen=True)

@@ -195,7 +195,8 @@ class DriftReference:
                 p0 = float(exceed.mean())
                 cal = cusum.calibrate(exceed, config.tail_mini_events, config.tail_ratio,
                                       config.ert_events_for("tail"),
-                                      p0 + cycles[TAIL] if TAIL in cycles else None)
+                                      p0 + cycles[TAIL] if TAIL in cycles else None,
+                                      block_events=config.block_events)
                 m = len(exceed) // config.tail_mini_events
                 blocks["tail"] = exceed[: m * config.tail_mini_events].reshape(m, -1).sum(1)[:, None]
                 columns["tail"] = ["score.tail_rate"]
