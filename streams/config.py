@@ -103,6 +103,9 @@ class WorkerConfig(BaseSettings):
     drift_state_dir: Path | None = None
     # Passed to streams.drift.DriftConfig (e.g. ert_events, block_events); empty: its defaults.
     drift_monitor: dict[str, Any] = Field(default_factory=dict)
+    # A JSON line per committed batch (size, oldest record's age, seconds per phase): where the
+    # tail latency comes from. A diagnostic, off by default; ~150 bytes per batch.
+    batch_trace: Path | None = None
     policy: PolicyConfig = PolicyConfig()
     rules: RuleConfig = RuleConfig()
 

@@ -30,6 +30,9 @@ class WorkerMetrics:
         self.batch_seconds = Histogram("txmon_batch_latency_seconds",
                                        "Whole micro-batch: decode, features, score, commit",
                                        buckets=LATENCY_BUCKETS, registry=r)
+        self.phase_seconds = Histogram("txmon_batch_phase_seconds",
+                                       "Micro-batch time by phase (streams.scoring.PHASES)",
+                                       ["phase"], buckets=LATENCY_BUCKETS, registry=r)
         self.e2e_event_seconds = Histogram(
             "txmon_event_time_latency_seconds",
             "Scored-and-committed time minus the transaction's event_time",

@@ -43,6 +43,11 @@ from txmon.settings import Settings
 
 # Records between the pauses of ScoringCore.steps: ~2 ms of work at ~230 us per transaction.
 STEP_RECORDS = 8
+# Where a batch's time goes: decode, features and state (records), the ONNX call (score), alert
+# explanations (explain), scores and alerts out (publish), the drift monitor (drift), the
+# challenger (shadow), changelog records (changelog); the worker adds the wait for the previous
+# batch's transaction (wait) and this batch's own (commit).
+PHASES = ("records", "score", "explain", "publish", "drift", "shadow", "changelog", "wait", "commit")
 
 
 @dataclass(frozen=True)
@@ -147,6 +152,14 @@ class BatchResult:
     shadow_error: str | None = None
     event_times: list[datetime] = field(default_factory=list)
     ingest_ms: list[int] = field(default_factory=list)
+    # Wall seconds per phase of the batch (PHASES), for the phase histogram and the batch trace.
+    phases: dict[str, float] = field(default_factory=dict)
+
+    def spent(self, phase: str, since: float) -> float:
+        """Add the time since ``since`` to ``phase``; returns now (the next phase's start)."""
+        now = time.perf_counter()
+        self.phases[phase] = self.phases.get(phase, 0.0) + now - since
+        return now
 
 
 @dataclass
@@ -189,24 +202,32 @@ class ScoringCore:
         at each pause, instead of it waiting for the whole batch."""
         pending: list[_Pending] = []
         own_encoding = challenger is not None and not same_encoding(model, challenger)
+        t = time.perf_counter()
         for i, r in enumerate(records):
             if i and not i % STEP_RECORDS:
+                t = out.spent("records", t)
                 yield
+                t = time.perf_counter()
             if r.topic == self.topics.transactions:
                 self._transaction(r, model, out, pending, challenger if own_encoding else None)
             elif r.topic == self.topics.credits:
                 self._credit(r, out)
             elif r.topic == self.topics.labels:
                 self._label(r, model, out)
+        out.spent("records", t)
         if pending:
             yield
             batch = yield from self._score(pending, model, out)
             if challenger is not None and out.shadow_error is None:
                 yield
+                t = time.perf_counter()
                 self._shadow(pending, challenger, None if own_encoding else batch, out)
+                out.spent("shadow", t)
         yield
+        t = time.perf_counter()
         for partition, key, value in self.accounts.changelog():
             out.outputs.append(Output(self.topics.changelog, key, value, partition))
+        out.spent("changelog", t)
 
     def _dead(self, r: Record, out: BatchResult, exc: ContractError | None = None, *,
               field_: str | None = None, error: str = "", stage: str = "decode") -> None:
@@ -304,17 +325,22 @@ class ScoringCore:
 
     def _score(self, pending: list[_Pending], model: Model,
                out: BatchResult) -> Generator[None, None, dict[str, np.ndarray]]:
-        batch = model.encoder.collate([p.model_input for p in pending])
         t0 = time.perf_counter()
+        batch = model.encoder.collate([p.model_input for p in pending])
+        t1 = time.perf_counter()
         scores, embeddings = model.score(batch)
-        out.scoring_seconds = time.perf_counter() - t0
+        out.scoring_seconds = time.perf_counter() - t1
+        out.spent("score", t0)
         yield
+        t = time.perf_counter()
         now = datetime.now(UTC)
         now_ms = now.timestamp() * 1000
         alerted = np.zeros(len(pending), dtype=bool)
         for i, p in enumerate(pending):
             if i and not i % STEP_RECORDS:
+                t = out.spent("publish", t)
                 yield
+                t = time.perf_counter()
             tx, r = p.tx, p.record
             score = min(1.0, max(0.0, float(scores[i])))
             decision = self.policy.decide(score, tx.event_time, self.accounts.policy(r.partition))
@@ -323,7 +349,9 @@ class ScoringCore:
             key = tx.account_id.encode()
             if decision.alert:
                 alerted[i] = True
+                t = out.spent("publish", t)
                 reasons = model.explain(p.model_input)[: self.config.policy.max_reasons]
+                t = out.spent("explain", t)
                 rate = positive_rate(self.features, self.risk.get(tx.counterparty_id), tx.event_time)
                 alert = Alert(tx_id=tx.tx_id, account_id=tx.account_id, score=score,
                               threshold=decision.threshold, model_version=model.version,
@@ -340,14 +368,17 @@ class ScoringCore:
             out.event_times.append(tx.event_time)
             out.ingest_ms.append(r.timestamp_ms)
         out.scored += len(pending)
+        out.spent("publish", t)
         if self.observer is not None:
             yield
+            t = time.perf_counter()
             self._drift(self.observer.on_batch(ScoredBatch(
                 model.version, [p.tx for p in pending], batch, np.asarray(scores),
                 np.asarray(embeddings), alerted,
                 [p.model_input.records[-1] if getattr(p.model_input, "records", None) else {}
                  for p in pending], getattr(model, "artifact_dir", None),
                 getattr(model, "sha256", None))), out)
+            out.spent("drift", t)
         return batch
 
     def _shadow(self, pending: list[_Pending], challenger: Model,

@@ -35,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import gc
+import json
 import logging
 import signal
 import time
@@ -50,7 +51,7 @@ from streams.config import WorkerConfig
 from streams.hotswap import ModelSlot, Refusal, load_scorer
 from streams.metrics import WorkerMetrics
 from streams.policy import AlertPolicy
-from streams.scoring import BatchObserver, BatchResult, Output, Record, ScoringCore, Topics
+from streams.scoring import PHASES, BatchObserver, BatchResult, Output, Record, ScoringCore, Topics
 from streams.sender import BatchSender, delivered
 from streams.store import account_entries
 from streams.tables import AccountTable, CounterpartyRisk
@@ -234,6 +235,7 @@ class Worker:
         self.producer: AIOKafkaProducer | None = None
         self.sender: BatchSender | None = None
         self.web_port: int | None = None
+        self._trace = open(config.batch_trace, "a", buffering=1 << 16) if config.batch_trace else None  # noqa: SIM115
 
     def _swapped(self, model: Any) -> None:
         self.metrics.model.info({"version": str(model.version)})
@@ -366,6 +368,8 @@ class Worker:
                 await self.producer.stop()
             if web is not None:
                 await web.cleanup()
+            if self._trace is not None:
+                self._trace.close()
             close = getattr(self.observer, "close", None)
             if close is not None:
                 close()  # the drift monitor's last checkpoint
@@ -442,6 +446,8 @@ class Worker:
         t0 = time.perf_counter()
         model = self.slot.for_next_batch()
         result = BatchResult()
+        if self._trace is not None and records:
+            result.phases["age"] = time.time() - min(r.timestamp_ms for r in records) / 1000
         if records:
             for _ in self.core.steps(records, model, self.slot.challenger, result):
                 if self._in_flight is not None and not self._in_flight.done():
@@ -452,7 +458,9 @@ class Worker:
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        t = time.perf_counter()
         await self.committed()
+        result.spent("wait", t)
         self._in_flight = asyncio.create_task(self._commit(result, offsets, len(records), t0, refusals))
         if len(records) < self.config.batch_size:
             # Caught up (a partial batch): these records are fastest out by committing now. Only
@@ -462,6 +470,7 @@ class Worker:
     async def _commit(self, result: BatchResult, offsets: dict[TopicPartition, int], n: int,
                       t0: float, refusals: list[Refusal]) -> None:
         assert self.producer is not None and self.sender is not None
+        t = time.perf_counter()
         try:
             async with self.producer.transaction():
                 futures = await self.sender.send(result.outputs)
@@ -474,6 +483,7 @@ class Worker:
             # changelog makes them true again. Crash-only: stop, let the supervisor restart us.
             log.exception("transaction failed; exiting so a restart restores committed state")
             raise
+        result.spent("commit", t)
         self.metrics.transactions.labels("committed").inc()
         if self.health.committed_batches == 0:
             settle_heap()  # the first batch loaded what scoring and drift import lazily
@@ -492,6 +502,12 @@ class Worker:
         if n:
             m.batch_size.observe(n)
             m.batch_seconds.observe(seconds)
+            for phase in PHASES:
+                if phase in result.phases:
+                    m.phase_seconds.labels(phase).observe(result.phases[phase])
+            if self._trace is not None:
+                self._trace.write(json.dumps({"at": round(now, 4), "n": n, "s": round(seconds, 5)} | {
+                    k: round(v, 5) for k, v in result.phases.items()}) + "\n")
         if result.scored:
             m.scoring_seconds.observe(result.scoring_seconds)
             m.scores.inc(result.scored)

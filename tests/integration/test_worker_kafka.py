@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import random
 import signal
@@ -127,7 +128,8 @@ async def test_every_transaction_scored_once_and_malformed_in_dlq(kafka_settings
     txs = make_transactions(n)
     bad = await asyncio.to_thread(produce, s, txs, 100)
     model_dir, _ = artifact(tmp_path / "m1", "m1")
-    worker = Worker(s, worker_config(model_dir=None), loader=verifying_loader(encoder))
+    trace = tmp_path / "batches.jsonl"
+    worker = Worker(s, worker_config(model_dir=None, batch_trace=trace), loader=verifying_loader(encoder))
     worker.slot.install(verifying_loader(encoder)(model_dir, None))
     task = asyncio.create_task(worker.run())
     try:
@@ -144,6 +146,11 @@ async def test_every_transaction_scored_once_and_malformed_in_dlq(kafka_settings
     assert len(dead) == bad == n // 100
     assert all(d.source_topic == s.topic("transactions") and d.error and d.original for d in dead)
     assert worker.metrics.scores._value.get() == n
+    # The batch trace accounts for every consumed record, each batch with its commit time.
+    batches = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert sum(b["n"] for b in batches) >= n + bad
+    assert all(b["commit"] > 0 and b["records"] > 0 and b["age"] >= 0 for b in batches)
+    assert worker.metrics.phase_seconds.labels("commit")._sum.get() > 0
     # The changelog is compacted in small segments, so a restart restores state, not history.
     from kafka.admin import ConfigResource, ConfigResourceType
 

@@ -15,7 +15,7 @@ from models.features import FeatureEncoder
 from models.toy import toy_frame
 from streams.config import PolicyConfig, WorkerConfig
 from streams.policy import AlertPolicy
-from streams.scoring import Record, ScoringCore, Topics
+from streams.scoring import PHASES, Record, ScoringCore, Topics
 from streams.tables import AccountTable, CounterpartyRisk
 from txmon.contracts import Alert, DeadLetter, Label, Reason, Score, Transaction, decode
 from txmon.frames import to_transaction
@@ -109,6 +109,17 @@ def test_alerts_follow_the_policy_and_carry_reasons_rules_and_version(frame, enc
     assert all(scores[a.tx_id].alerted for a in alerts)
     assert all(a.model_version == "v7" and a.reasons and a.threshold == 0.7 for a in alerts)
     assert {a.severity for a in alerts} <= {"low", "medium", "high", "critical"}
+
+
+def test_a_batch_reports_where_its_time_went(frame, encoder, topics):
+    core = make_core(topics, threshold=0.7)
+    result = core.process(tx_records(frame, topics), TokenModel(encoder, "v7"))
+    assert result.alerts, "the fixture must produce some alerts"
+    assert set(result.phases) == {"records", "score", "explain", "publish", "changelog"}
+    assert set(result.phases) <= set(PHASES) and all(v > 0 for v in result.phases.values())
+    assert result.phases["score"] >= result.scoring_seconds
+    quiet = make_core(topics, threshold=1.0).process(tx_records(frame, topics), TokenModel(encoder))
+    assert "explain" not in quiet.phases  # only alerts are explained
 
 
 def test_replay_in_different_batch_sizes_gives_identical_scores(frame, encoder, topics):
