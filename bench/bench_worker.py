@@ -408,8 +408,10 @@ def measure_relay(bootstrap: str, work: Path, history: list[Payload], items: lis
 # -- the worker ------------------------------------------------------------------------------------
 
 def start_worker(settings: Any, artifact: Path, threshold: float, args: argparse.Namespace,
-                 log: Path, profile: Path | None = None, instance: str = "bench") -> Any:
-    env = os.environ | {"TXMON_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
+                 log: Path, profile: Path | None = None, instance: str = "bench",
+                 trace: Path | None = None) -> Any:
+    env = os.environ | ({"TXMON_WORKER__BATCH_TRACE": str(trace)} if trace else {}) | {
+                        "TXMON_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
                         "TXMON_TOPICS__PREFIX": settings.topics.prefix,
                         "TXMON_TOPICS__PARTITIONS": str(args.partitions),
                         "TXMON_HOME": str(settings.home), "TXMON_WORKER__INSTANCE_ID": instance,
@@ -427,6 +429,38 @@ def start_worker(settings: Any, artifact: Path, threshold: float, args: argparse
                   "--max-wait-ms", str(args.max_wait_ms), "--threshold", f"{threshold:.6f}",
                   "--drift-warmup", str(args.drift_warmup), "--log-level", "WARNING",
                   *args.worker_arg], env, log)
+
+
+def trace_summary(path: Path, since: float) -> dict[str, Any]:
+    """Where the paced worker's batches spent their time (its ``batch_trace``) from ``since``
+    (epoch seconds: the paced part): all batches, and the slowest 1% (what the p99 waits behind)."""
+    import numpy as np
+
+    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
+    if not rows:
+        return {}
+    rows = [r for r in rows if r["at"] >= since]
+    if not rows:
+        return {}
+    span = rows[-1]["at"] - rows[0]["at"]
+    s = np.asarray([r["s"] for r in rows])
+    slow = [r for r in rows if r["s"] >= np.percentile(s, 99)]
+    phases = sorted({k for r in rows for k in r} - {"at", "n", "s", "age"})
+
+    def mean_ms(items: list[dict[str, Any]], key: str) -> float:
+        return round(1000 * float(np.mean([r.get(key, 0.0) for r in items])), 2)
+
+    return {"batches": len(rows), "records_per_batch": round(float(np.mean([r["n"] for r in rows])), 1),
+            "busy_share": round(float(s.sum()) / span, 3) if span > 0 else None,
+            "batch_ms": {k: round(1000 * float(np.percentile(s, q)), 1)
+                         for k, q in (("p50", 50), ("p99", 99), ("max", 100))},
+            "oldest_record_age_at_batch_start_ms": {
+                k: round(1000 * float(np.percentile([r.get("age", 0.0) for r in rows], q)), 1)
+                for k, q in (("p50", 50), ("p99", 99))},
+            "mean_ms_by_phase": {k: mean_ms(rows, k) for k in phases},
+            "slowest_1pct": {"batches": len(slow), "records_per_batch": round(
+                float(np.mean([r["n"] for r in slow])), 1),
+                "mean_ms_by_phase": {k: mean_ms(slow, k) for k in phases}}}
 
 
 def banner(log: Path) -> str:
@@ -514,6 +548,7 @@ async def paced_run(settings: Any, warmup: list[Payload], items: list[Payload], 
         expected = {i.tx_id for i in items}
         receiver = asyncio.create_task(receive(expected, float("inf")))
         cpu.start()
+        paced_from = time.time()  # wall clock, as the worker's batch trace
         t0 = time.monotonic()
         i = 0
         while i < len(items):
@@ -533,7 +568,7 @@ async def paced_run(settings: Any, warmup: list[Payload], items: list[Payload], 
         await consumer.stop()
     return {"published": len(items), "scored": len(e2e), "missing": len(items) - len(e2e),
             "target_rate_per_s": round(rate), "achieved_rate_per_s": round(len(items) / publish_s),
-            "seconds": round(publish_s, 1),
+            "seconds": round(publish_s, 1), "paced_from": paced_from,
             "e2e_latency_ms": percentiles(e2e, (50, 95, 99, 99.9))
             | ({"max": round(max(e2e), 1)} if e2e else {}),
             "worker_reported_latency_ms": percentiles(worker_side, (50, 95, 99)),
@@ -704,9 +739,13 @@ def main() -> None:
         _, warm = payloads(frame, h + n, warm_n)
         _, paced_items = payloads(frame, h + n + warm_n, paced_n)
         with console.status(f"worker: paced at {rate:.0f}/s for {paced_n / rate:.0f} s"):
+            trace = work / "paced-batches.jsonl"
             paced = attempt(lambda: measure_latency(
-                bootstrap, work, "paced", lambda s, log: start_worker(s, artifact, threshold, args, log),
+                bootstrap, work, "paced", lambda s, log: start_worker(s, artifact, threshold, args, log,
+                                                                      trace=trace),
                 history + warm, paced_items, rate, args))
+            if "paced_from" in paced:
+                paced["batch_trace"] = trace_summary(trace, paced["paced_from"])
         console.log(f"worker at {rate:.0f}/s: e2e {paced.get('e2e_latency_ms', paced)}")
         # The same paced load through the relay: the latency the machine and broker alone allow.
         control_items = paced_items[: max(1, len(paced_items) // 2)]
