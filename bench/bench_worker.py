@@ -452,8 +452,8 @@ def trace_summary(path: Path, since: float) -> dict[str, Any]:
 
     return {"batches": len(rows), "records_per_batch": round(float(np.mean([r["n"] for r in rows])), 1),
             # Share of the wall time the event loop spent processing (commits overlap it).
-            "processing_share": round(sum(r.get(k, 0.0) for r in rows for k in phases
-                                          if k not in ("commit", "wait")) / span, 3) if span > 0 else None,
+            "processing_share": round(sum(r.get(k, 0.0) for r in rows for k in phases if k not in (
+                "commit", "wait", "gc")) / span, 3) if span > 0 else None,
             "batch_ms": {k: round(1000 * float(np.percentile(s, q)), 1)
                          for k, q in (("p50", 50), ("p99", 99), ("max", 100))},
             "oldest_record_age_at_batch_start_ms": {

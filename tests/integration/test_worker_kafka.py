@@ -149,7 +149,7 @@ async def test_every_transaction_scored_once_and_malformed_in_dlq(kafka_settings
     # The batch trace accounts for every consumed record, each batch with its commit time.
     batches = [json.loads(line) for line in trace.read_text().splitlines()]
     assert sum(b["n"] for b in batches) >= n + bad
-    assert all(b["commit"] > 0 and b["records"] > 0 and b["age"] >= 0 for b in batches)
+    assert all(b["commit"] > 0 and b["records"] > 0 and b["age"] >= 0 and b["gc"] >= 0 for b in batches)
     assert worker.metrics.phase_seconds.labels("commit")._sum.get() > 0
     # The changelog is compacted in small segments, so a restart restores state, not history.
     from kafka.admin import ConfigResource, ConfigResourceType
