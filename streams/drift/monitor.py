@@ -288,6 +288,7 @@ class DriftMonitor:
                 TAIL_NAME, {"statistic": 0.0, "threshold": cal.h, "steps": 0}),
                 "ert_events": self.config.ert_events_for("tail"), "reference_rate": cal.p0,
                 "score_threshold": self._tail_q, "dispersion": cal.dispersion,
+                "mini_block_dispersion": cal.mini_dispersion,
                 "detections": self._counts.get(TAIL_NAME, 0),
                 "last_detection": self._detections.get(TAIL_NAME)})
         o = self._outcomes

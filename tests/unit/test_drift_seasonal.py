@@ -99,6 +99,7 @@ def test_tail_cusum_finds_a_fraud_wave_within_a_few_hundred_events(tmp_path):
     m = monitor(CONFIG, tmp_path)
     tail = m.status()[-2]
     assert tail["detector"] == "cusum.tail" and tail["reference_rate"] == pytest.approx(0.01, abs=0.002)
+    assert 1.0 <= tail["mini_block_dispersion"] <= tail["dispersion"]
     t, f, b, s = traffic(np.random.default_rng(4), T0 + 21 * 86_400, 3)
     onset = len(t) // 2
     s[onset:] = np.where(np.random.default_rng(5).random(len(t) - onset) < 0.03, 0.95, s[onset:])
