@@ -67,8 +67,10 @@ def test_controller_service_decides_from_kafka(kafka_settings_for, topic_prefix,
     while ctl.state.new_labels < 6 and time.monotonic() < deadline:
         time.sleep(0.2)
     assert ctl.state.new_labels == 6
-    producer.send(settings.topic("drift"), _drift("low"))
-    producer.send(settings.topic("drift"), _drift("high"))
+    # Keyed by champion version, as the worker publishes them: one partition, so in order (unkeyed,
+    # the two could land on different partitions and be decided in either order).
+    producer.send(settings.topic("drift"), _drift("low"), key=b"m0")
+    producer.send(settings.topic("drift"), _drift("high"), key=b"m0")
     producer.send(settings.topic("drift"), b"not json")  # must be skipped, not fatal
     producer.flush()
     producer.close()
