@@ -436,10 +436,8 @@ def trace_summary(path: Path, since: float) -> dict[str, Any]:
     (epoch seconds: the paced part): all batches, and the slowest 1% (what the p99 waits behind)."""
     import numpy as np
 
-    rows = [json.loads(line) for line in path.read_text().splitlines()] if path.is_file() else []
-    if not rows:
-        return {}
-    rows = [r for r in rows if r["at"] >= since]
+    lines = path.read_text().splitlines() if path.is_file() else []
+    rows = [r for r in map(json.loads, lines) if r["at"] >= since]
     if not rows:
         return {}
     span = rows[-1]["at"] - rows[0]["at"]
