@@ -161,25 +161,17 @@ def score_and_embed(model: TxmonModel, data: Replayed, idx: np.ndarray,
 
 
 def reference_rows(ts: np.ndarray, validation: np.ndarray, config: TrainConfig) -> np.ndarray:
-    """Rows of the drift reference, in time order: the reference blocks (consecutive events, as
-    live blocks are) drawn over the validation window, or over the last ``drift_reference_days``
-    if that is longer; the whole window when it holds fewer blocks than the reference needs."""
-    from streams.drift import DriftConfig
-    from streams.drift.blocks import block_starts
-
+    """Rows of the drift reference, in time order: the whole validation window, or the last
+    ``drift_reference_days`` if that is longer. Contiguous, because the tail CUSUM measures how
+    high scores cluster over hours (:mod:`streams.drift.cusum`); the block detectors draw their
+    reference blocks from it (:func:`streams.drift.blocks.block_starts`)."""
     if not len(ts):
         return np.zeros(0, dtype=np.int64)
-    drift = DriftConfig(**(config.drift_reference or {}))
     order = np.argsort(ts, kind="stable")
     start = ts.max() - config.drift_reference_days * 86_400
     if len(validation):
         start = min(start, ts[validation].min())
-    window = order[int(np.searchsorted(ts[order], start)):]
-    size = drift.block_events
-    if len(window) < drift.reference_blocks * size:
-        return window
-    starts = block_starts(len(window), drift, np.random.default_rng(drift.seed))
-    return np.concatenate([window[s:s + size] for s in starts])
+    return order[int(np.searchsorted(ts[order], start)):]
 
 
 def drift_reference(model: TxmonModel, data: Replayed, rows: np.ndarray, records: dict[int, dict],

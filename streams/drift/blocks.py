@@ -88,6 +88,44 @@ def reference_blocks(group: Group, columns: dict[str, np.ndarray], config: Drift
     return np.stack(out)
 
 
+def all_blocks(group: Group, columns: dict[str, np.ndarray], config: DriftConfig,
+               rng: np.random.Generator) -> np.ndarray:
+    """Summaries of every non-overlapping block of the reference events, in time order."""
+    n = len(next(iter(columns.values())))
+    size = config.block_events
+    return np.stack([summarise(group, {k: np.asarray(v)[s:s + size] for k, v in columns.items()},
+                               rng.random(len(columns)))
+                     for s in range(0, n - size + 1, size)]) if n >= size else np.zeros((0, 0))
+
+
+def dependence(summaries: np.ndarray, windows: tuple[int, ...]) -> np.ndarray:
+    """Per window size and column: how much more the mean of ``w`` consecutive blocks varies than
+    that of ``w`` independent ones (floored at 1), from overlapping runs of contiguous blocks.
+
+    A CVM window of consecutive blocks that share an incident or a slow day is worth fewer
+    independent blocks than it holds; its statistic, for a shift in the mean, grows with that
+    ratio, so the detector divides by it (:class:`streams.drift.detectors.UnivariateDetector`).
+    Ones when the reference holds fewer than four of the largest window.
+
+    >>> x = np.repeat(np.random.default_rng(0).normal(size=200), 4)[:, None]  # runs of 4 equal
+    >>> r = dependence(x, (4,))
+    >>> bool(2.5 < r[0, 0] < 4.5)
+    True
+    """
+    x = np.asarray(summaries, dtype=np.float64)
+    out = np.ones((len(windows), x.shape[1] if x.ndim == 2 else 0))
+    if x.ndim != 2 or len(x) < 4 * max(windows):
+        return out
+    var = x.var(axis=0)
+    for i, w in enumerate(windows):
+        c = np.cumsum(np.vstack([np.zeros((1, x.shape[1])), x]), axis=0)
+        rolling = (c[w:] - c[:-w]) / w
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = rolling.var(axis=0) / (var / w)
+        out[i] = np.where(np.isfinite(ratio), np.maximum(ratio, 1.0), 1.0)
+    return out
+
+
 def block_starts(n: int, config: DriftConfig, rng: np.random.Generator) -> np.ndarray:
     """Start offsets of the reference blocks among ``n`` events: ``reference_blocks`` distinct
     non-overlapping block slots drawn at random when the events hold that many (spread over the

@@ -35,7 +35,9 @@ Group = Literal["embedding", "features", "score", "binary", "tail", "performance
 # Bumped when the way a threshold is derived changes, so that references cached or shipped by an
 # older release are rebuilt (a worker then warms up) instead of silently keeping old thresholds.
 # 2: the tail CUSUM's dispersion is the long-run (block) one (streams.drift.cusum).
-CALIBRATION_METHOD = 2
+# 3: the tail CUSUM is calibrated on the whole contiguous reference window, its dispersion the
+#    largest over spans up to a twentieth of it, its expected rate flat (no weekly cycle).
+CALIBRATION_METHOD = 3
 
 GROUPS: tuple[Group, ...] = ("embedding", "features", "score", "binary", "tail", "performance")
 # About 5.5 hours of traffic at 100 tx/s between false alarms of the whole monitor.

@@ -122,10 +122,15 @@ class UnivariateDetector:
                 window_sizes=list(windows), n_bootstraps=n_bootstraps,
                 batch_size=min(n_bootstraps, 256), verbose=False)
         self.ert, self.n_bootstraps = ert, n_bootstraps
+        # Per window and feature, how much consecutive blocks inflate the statistic
+        # (streams.drift.blocks.dependence); alibi's thresholds assume independent blocks.
+        dep = None if calibration is None else calibration.get("dependence")
+        self._dependence = None if dep is None else np.asarray(dep, dtype=np.float64)
 
     @property
     def calibration(self) -> Calibration:
-        return {"thresholds": np.asarray(self._det.thresholds, dtype=np.float64)}
+        cal = {"thresholds": np.asarray(self._det.thresholds, dtype=np.float64)}
+        return cal if self._dependence is None else {**cal, "dependence": self._dependence}
 
     @property
     def t(self) -> int:
@@ -139,11 +144,15 @@ class UnivariateDetector:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # all-NaN windows before they fill
             out = self._det.predict(np.asarray(x, dtype=np.float64), return_test_stat=True)["data"]
-            per_feature = np.nanmax(out["test_stat"], axis=0)
+            stats = np.asarray(out["test_stat"], dtype=np.float64)
+            if self._dependence is not None:
+                stats = stats / self._dependence
+            per_feature = np.nanmax(stats, axis=0)
         self._trim()
         threshold = float(np.asarray(out["threshold"]).ravel()[0])
-        stat = float(np.nanmax(per_feature)) if np.isfinite(per_feature).any() else float("nan")
-        return Check(bool(out["is_drift"]), stat, threshold, per_feature)
+        finite = np.isfinite(per_feature)
+        stat = float(np.nanmax(per_feature)) if finite.any() else float("nan")
+        return Check(bool(finite.any() and stat > threshold), stat, threshold, per_feature)
 
     def _trim(self) -> None:
         # alibi appends every statistic and every input to arrays that are never pruned; left

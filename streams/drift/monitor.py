@@ -34,7 +34,7 @@ from streams.drift.config import DriftConfig, Group
 from streams.drift.cusum import TailCusum
 from streams.drift.detectors import Check
 from streams.drift.outcomes import OutcomeTracker
-from streams.drift.reference import TAIL, DriftReference
+from streams.drift.reference import DriftReference
 from streams.drift.state import SUMMARY, latest_checkpoint, read_summary, write_checkpoint
 from txmon.contracts import Drift, FeatureShift, Severity, Window
 
@@ -155,10 +155,8 @@ class DriftMonitor:
     def _feed_tail(self, columns: dict[str, np.ndarray]) -> list[Drift]:
         """Events in arrival order into the tail CUSUM (per mini-block, not per block)."""
         assert self._tail is not None and self._tail_q is not None
-        cal, seasonal = self._tail.cal, self.reference.seasonal
-        expected = np.full(len(columns["t"]), cal.p0)
-        if seasonal is not None and TAIL in seasonal.columns:
-            expected = np.clip(expected + seasonal.cycle(TAIL, columns["t"] // 1_000_000), 0.0, 1.0)
+        cal = self._tail.cal
+        expected = np.full(len(columns["t"]), cal.p0)  # flat: see streams.drift.cusum
         exceed = columns[SCORE] > self._tail_q
         out = []
         for a in self._tail.update(exceed, expected, columns["t"]):

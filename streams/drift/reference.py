@@ -25,14 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from streams.drift import adwin_budget, cusum
-from streams.drift.blocks import SCORE, column_names, independent_blocks, reference_blocks
+from streams.drift.blocks import (SCORE, all_blocks, column_names, dependence, independent_blocks,
+                                  reference_blocks)
 from streams.drift.config import DriftConfig, Group
 from streams.drift.detectors import Calibration, MultivariateDetector, UnivariateDetector
 from streams.drift.seasonal import SeasonalProfile, cross_fitted, fits
 
 META = "reference.json"
 SEASONAL = "seasonal.npz"
-TAIL = "tail"  # per-event column: score above the reference's tail quantile
 Detector = UnivariateDetector | MultivariateDetector
 Progress = Callable[[str], None]
 log = logging.getLogger(__name__)
@@ -88,7 +88,7 @@ def _calibrate(group: Group, x_ref: np.ndarray, config: DriftConfig, n_bootstrap
 
 def _flat(inputs: dict[Group, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """Per-event numeric columns under the names the monitor's blocks use (``f:``, ``b:``)."""
-    prefix = {"features": "f:", "binary": "b:", "score": "", "tail": ""}
+    prefix = {"features": "f:", "binary": "b:", "score": ""}  # the tail's rate is flat (cusum)
     return {prefix[g] + k: np.asarray(v, dtype=np.float64)
             for g, cols in inputs.items() if g in prefix for k, v in cols.items()}
 
@@ -96,7 +96,7 @@ def _flat(inputs: dict[Group, dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
 def _unflat(flat: dict[str, np.ndarray], inputs: dict[Group, dict[str, np.ndarray]]
             ) -> dict[Group, dict[str, np.ndarray]]:
     out = dict(inputs)
-    for g, p in (("features", "f:"), ("binary", "b:"), ("score", ""), ("tail", "")):
+    for g, p in (("features", "f:"), ("binary", "b:"), ("score", "")):
         if g in inputs:
             out[g] = {k: flat[p + k] for k in inputs[g]}
     return out
@@ -155,14 +155,13 @@ class DriftReference:
         if "tail" in config.groups and "score" in inputs:
             score_q = float(np.quantile(inputs["score"][SCORE], config.tail_quantile))
             exceed = (inputs["score"][SCORE] > score_q).astype(np.float64)
-            inputs["tail"] = {TAIL: exceed}
-        profile, cycles = None, {}
+        profile = None
         if config.seasonal and times is not None and fits(times):
             flat = _flat(inputs)
             if any(len(v) != len(times) for v in flat.values()):
                 raise ValueError("times: one per reference event")
             profile = SeasonalProfile.fit(flat, np.asarray(times))
-            adjusted, cycles = cross_fitted(flat, np.asarray(times))
+            adjusted, _ = cross_fitted(flat, np.asarray(times))
             inputs = _unflat(adjusted, inputs)
         elif config.seasonal:
             log.info("drift reference %s: no two weeks of event times, no weekly profile", source)
@@ -183,25 +182,21 @@ class DriftReference:
                 log.warning("drift reference %s: %d labelled events are too few to calibrate ADWIN "
                             "(%d); it keeps adwin_delta", source, len(losses), adwin_budget.MIN_LOSSES)
         for group in config.groups:
-            if group not in inputs:
-                continue
-            if group == "tail":
-                assert score_q is not None
+            if group == "tail" and score_q is not None:
                 if len(exceed) // config.tail_mini_events < cusum.MIN_MINI_BLOCKS:
                     log.warning("drift reference %s: %d events are too few for the tail CUSUM "
                                 "(%d mini-blocks of %d); it is left out", source, len(exceed),
                                 cusum.MIN_MINI_BLOCKS, config.tail_mini_events)
                     continue
-                p0 = float(exceed.mean())
                 cal = cusum.calibrate(exceed, config.tail_mini_events, config.tail_ratio,
-                                      config.ert_events_for("tail"),
-                                      p0 + cycles[TAIL] if TAIL in cycles else None,
-                                      block_events=config.block_events)
+                                      config.ert_events_for("tail"))
                 m = len(exceed) // config.tail_mini_events
                 blocks["tail"] = exceed[: m * config.tail_mini_events].reshape(m, -1).sum(1)[:, None]
                 columns["tail"] = ["score.tail_rate"]
                 calibrations["tail"] = {**cal.arrays(), "score_threshold": np.asarray(score_q)}
                 n_boot["tail"] = 0
+                continue
+            if group not in inputs:
                 continue
             n_events = len(next(iter(inputs[group].values())))
             if independent_blocks(n_events, config) < config.reference_blocks:
@@ -216,6 +211,9 @@ class DriftReference:
                 progress(f"{group}: simulating {n_boot[group]:,} streams for thresholds")
             calibrations[group] = _calibrate(group, blocks[group], config, n_boot[group],
                                              threshold_cache)
+            if group != "embedding":
+                every = all_blocks(group, inputs[group], config, np.random.default_rng(config.seed))
+                calibrations[group]["dependence"] = dependence(every, config.cvm_windows)
         return cls(config.fingerprint(), blocks, columns, calibrations, n_boot, source=source,
                    seasonal=profile)
 
