@@ -25,8 +25,14 @@ from pathlib import Path
 import numpy as np
 
 from streams.drift import adwin_budget, cusum
-from streams.drift.blocks import (SCORE, all_blocks, column_names, dependence, independent_blocks,
-                                  reference_blocks)
+from streams.drift.blocks import (
+    SCORE,
+    all_blocks,
+    column_names,
+    dependence,
+    independent_blocks,
+    reference_blocks,
+)
 from streams.drift.config import DriftConfig, Group
 from streams.drift.detectors import Calibration, MultivariateDetector, UnivariateDetector
 from streams.drift.seasonal import SeasonalProfile, cross_fitted, fits
