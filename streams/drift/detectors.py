@@ -126,6 +126,7 @@ class UnivariateDetector:
         # (streams.drift.blocks.dependence); alibi's thresholds assume independent blocks.
         dep = None if calibration is None else calibration.get("dependence")
         self._dependence = None if dep is None else np.asarray(dep, dtype=np.float64)
+        self._x_ref, self._windows, self._ceilings = np.asarray(x_ref, dtype=np.float64), windows, None
 
     @property
     def calibration(self) -> Calibration:
@@ -153,6 +154,29 @@ class UnivariateDetector:
         finite = np.isfinite(per_feature)
         stat = float(np.nanmax(per_feature)) if finite.any() else float("nan")
         return Check(bool(finite.any() and stat > threshold), stat, threshold, per_feature)
+
+    def ceilings(self) -> np.ndarray:
+        """Per window, the largest statistic it can reach: every value in it above every reference
+        value (rank-based, so the same for every column). A window of 3 among 50 reference blocks
+        tops out below a large ERT's threshold; only the longer windows can ever fire."""
+        if self._ceilings is None:
+            probe = UnivariateDetector(self._x_ref, self.ert, self._windows, self.n_bootstraps,
+                                       {"thresholds": self.calibration["thresholds"]})
+            top = self._x_ref.max(axis=0)
+            for i in range(self.max_window):  # distinct values: ties would lower the statistic
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    out = probe._det.predict(top + i + 1.0, return_test_stat=True)["data"]
+            self._ceilings = np.nanmax(np.asarray(out["test_stat"], dtype=np.float64), axis=1)
+        return self._ceilings
+
+    def reachable(self) -> np.ndarray:
+        """Per column: can any window's statistic, divided by its dependence, still cross the
+        threshold once the windows are full? A column that cannot is blind at this ERT."""
+        steady = float(np.asarray(self._det.thresholds).ravel()[-1])
+        dep = (np.ones((len(self._windows), self._x_ref.shape[1])) if self._dependence is None
+               else self._dependence)
+        return (self.ceilings()[:, None] / dep > steady).any(axis=0)
 
     def _trim(self) -> None:
         # alibi appends every statistic and every input to arrays that are never pruned; left

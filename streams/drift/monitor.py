@@ -32,7 +32,7 @@ import pandas as pd
 from streams.drift.blocks import SCORE, block_jitter, summarise
 from streams.drift.config import DriftConfig, Group
 from streams.drift.cusum import TailCusum
-from streams.drift.detectors import Check
+from streams.drift.detectors import Check, UnivariateDetector
 from streams.drift.outcomes import OutcomeTracker
 from streams.drift.reference import DriftReference
 from streams.drift.state import SUMMARY, latest_checkpoint, read_summary, write_checkpoint
@@ -279,7 +279,8 @@ class DriftMonitor:
                          "n_bootstraps": det.n_bootstraps, "detections": self._counts.get(name, 0),
                          "last_detection": self._detections.get(name),
                          **({"drops_not_reported": self._counts.get(name + ".drops", 0)}
-                            if group == "score" else {})})
+                            if group == "score" else {}),
+                         **({"blind": self.blind(group)} if det.kind == "cvm" else {})})
         if self._tail is not None:
             cal = self._tail.cal
             rows.append({"detector": TAIL_NAME, "scope": "score", **self._last.get(
@@ -301,6 +302,14 @@ class DriftMonitor:
                      "detections": self._counts.get("adwin.loss", 0),
                      "last_detection": self._detections.get("adwin.loss")})
         return rows
+
+    def blind(self, group: Group) -> list[str]:
+        """Columns of a CVM group whose statistic, divided by their block dependence, can never
+        cross the threshold at this ERT (:meth:`UnivariateDetector.reachable`)."""
+        det = self._detectors[group]
+        if not isinstance(det, UnivariateDetector):
+            return []
+        return [c for c, ok in zip(self.reference.columns[group], det.reachable(), strict=True) if not ok]
 
     def save(self) -> Path:
         """Checkpoint everything a restarted worker needs to continue exactly where this one is."""

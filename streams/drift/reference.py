@@ -220,6 +220,14 @@ class DriftReference:
             if group != "embedding":
                 every = all_blocks(group, inputs[group], config, np.random.default_rng(config.seed))
                 calibrations[group]["dependence"] = dependence(every, config.cvm_windows)
+                det = _make_detector(group, blocks[group], config, n_boot[group], calibrations[group])
+                blind = [c for c, ok in zip(columns[group], det.reachable(), strict=True) if not ok]
+                if blind:
+                    log.warning("drift reference %s: %s can never cross the %s threshold at this ERT: "
+                                "their blocks are dependent (consecutive ones move together) beyond "
+                                "what the longest window's statistic can overcome; longer windows "
+                                "or more reference blocks would see them", source,
+                                ", ".join(blind), group)
         return cls(config.fingerprint(), blocks, columns, calibrations, n_boot, source=source,
                    seasonal=profile)
 

@@ -163,3 +163,44 @@ def test_performance_drift_from_delayed_labels(reference, tmp_path):
 def test_unreachable_false_alarm_budget_is_refused():
     with pytest.raises(DriftConfigError, match="bootstrap streams"):
         DriftConfig(ert_events=1e9, block_events=10).n_bootstraps("score", 2)
+
+
+def test_a_column_whose_blocks_move_together_is_reported_blind():
+    from streams.drift.blocks import dependence
+    from streams.drift.detectors import UnivariateDetector
+
+    rng = np.random.default_rng(0)
+    x_ref = rng.normal(size=(50, 2))
+    # Column 1 in runs of 8 equal blocks: a window of 8 consecutive blocks is one block's worth.
+    runs = np.c_[rng.normal(size=400), np.repeat(rng.normal(size=50), 8)]
+    dep = dependence(runs, (3, 8))
+    assert dep[:, 0].max() < 1.5 and dep[1, 1] > 4
+    cal = {"thresholds": np.full((15, 1), 10.0), "dependence": dep}
+    det = UnivariateDetector(x_ref, 1e4, (3, 8), 100, cal)
+    # Every value of a window above every reference value: the largest statistic a window of 3
+    # among 50 can reach is under 10, a window of 8's over it.
+    low, high = det.ceilings()
+    assert low < 10 < high
+    assert det.reachable().tolist() == [True, False]
+    # Fed the most extreme windows possible, the blind column never alarms, the other does.
+    checks = [det.predict(np.array([10.0 + i, 10.0 + i])) for i in range(8)]
+    assert checks[-1].is_drift and checks[-1].per_feature[1] < 10 < checks[-1].per_feature[0]
+
+
+def test_drift_status_names_the_columns_a_detector_cannot_fire_on(tmp_path):
+    from typer.testing import CliRunner
+
+    from txmon.cli import app
+
+    rng = np.random.default_rng(3)
+    emb, f, b, s = events(rng, 6000)
+    # A slow state shared by runs of 300 events (6 blocks): its block means move together.
+    f["gap"] = f["gap"] + np.repeat(rng.normal(0.0, 3.0, 20), 300)
+    ref = DriftReference.build(emb, f, b, s, CONFIG)
+    m = DriftMonitor(ref, CONFIG, tmp_path, "v1")
+    assert "gap.mean" in m.blind("features") and "log_amount.mean" not in m.blind("features")
+    feed(m, rng, 5)
+    m.save()
+    out = CliRunner().invoke(app, ["drift", "status", "--state-dir", str(tmp_path)], env={"COLUMNS": "200"})
+    assert out.exit_code == 0, out.output
+    assert "cvm.features cannot fire on gap.mean" in " ".join(out.output.split())

@@ -56,6 +56,11 @@ def status(state_dir: Annotated[Path | None, typer.Option(
                       _fmt(thr), _fmt(row.get("steps")), _fmt(row.get("detections")),
                       last.get("detected_at", "—"), top or "—")
     console.print(table)
+    for row in summary["status"]:
+        if row.get("blind"):
+            console.print(f"[yellow]{row['detector']} cannot fire on {', '.join(row['blind'])}[/yellow]: "
+                          "their consecutive blocks move together more than its longest window can "
+                          "outweigh at this ERT (longer windows or more reference blocks would see them)")
 
 
 def register(app: typer.Typer) -> None:
