@@ -20,6 +20,7 @@ import numpy as np
 from streams.drift.config import DriftConfig, Group
 
 SCORE = "score"
+MIN_WINDOWS = 8  # independent windows a dependence ratio needs (about ±50%)
 
 
 def summarise_numeric(features: dict[str, np.ndarray]) -> tuple[np.ndarray, list[str]]:
@@ -105,19 +106,24 @@ def dependence(summaries: np.ndarray, windows: tuple[int, ...]) -> np.ndarray:
     A CVM window of consecutive blocks that share an incident or a slow day is worth fewer
     independent blocks than it holds; its statistic, for a shift in the mean, grows with that
     ratio, so the detector divides by it (:class:`streams.drift.detectors.UnivariateDetector`).
-    Ones when the reference holds fewer than four of the largest window.
+    The ratio rests on about ``n / w`` independent windows; below ``MIN_WINDOWS`` of them it is
+    known to no better than ±50% (relative standard error ``sqrt(2 / (n / w - 1))``), and a small
+    reference (a warm-up of 40 blocks, windows of 6) would blind columns on noise: that window
+    gets ones, as before the correction existed.
 
     >>> x = np.repeat(np.random.default_rng(0).normal(size=200), 4)[:, None]  # runs of 4 equal
-    >>> r = dependence(x, (4,))
-    >>> bool(2.5 < r[0, 0] < 4.5)
-    True
+    >>> r = dependence(x, (4, 150))
+    >>> bool(2.5 < r[0, 0] < 4.5), float(r[1, 0])  # 800 blocks hold 5 windows of 150: too few
+    (True, 1.0)
     """
     x = np.asarray(summaries, dtype=np.float64)
     out = np.ones((len(windows), x.shape[1] if x.ndim == 2 else 0))
-    if x.ndim != 2 or len(x) < 4 * max(windows):
+    if x.ndim != 2:
         return out
     var = x.var(axis=0)
     for i, w in enumerate(windows):
+        if len(x) // w < MIN_WINDOWS:
+            continue
         c = np.cumsum(np.vstack([np.zeros((1, x.shape[1])), x]), axis=0)
         rolling = (c[w:] - c[:-w]) / w
         with np.errstate(divide="ignore", invalid="ignore"):
