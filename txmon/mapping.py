@@ -326,6 +326,17 @@ def _text(s: pd.Series) -> pd.Series:
     return out.where(out != "", None)
 
 
+def _from_epoch(x: pd.Series, unit: str) -> pd.Series:
+    """Epoch numbers to UTC timestamps, NaN to NaT. Only the numbers go to pandas: pandas 2.2 rounds
+    uninitialised memory where a float array holds NaN and, now and then, raises
+    FloatingPointError on it (pandas-dev/pandas#58419; failed a CI run here)."""
+    out = pd.Series(pd.NaT, index=x.index, dtype="datetime64[ns, UTC]")
+    ok = x.notna()
+    if ok.any():
+        out[ok] = pd.to_datetime(x[ok], unit=unit, utc=True, errors="coerce")
+    return out
+
+
 def _times(s: pd.Series, allow_missing: bool = False) -> tuple[pd.Series, pd.Series]:
     """ISO-8601 text (naive = UTC), datetimes, or epoch seconds/milliseconds -> UTC timestamps."""
     if pd.api.types.is_datetime64_any_dtype(s):
@@ -337,8 +348,7 @@ def _times(s: pd.Series, allow_missing: bool = False) -> tuple[pd.Series, pd.Ser
         # Epoch numbers: 13 digits are milliseconds, 10 are seconds.
         ms = num.where(num.abs() >= 1e11)
         sec = num.where(num.abs() < 1e11)
-        t = t.fillna(pd.to_datetime(ms, unit="ms", utc=True, errors="coerce")).fillna(
-            pd.to_datetime(sec, unit="s", utc=True, errors="coerce"))
+        t = t.fillna(_from_epoch(ms, "ms")).fillna(_from_epoch(sec, "s"))
     t = t.astype("datetime64[ns, UTC]")
     bad = t.isna() | (t < pd.Timestamp(EARLIEST)) | (t >= pd.Timestamp(LATEST))
     if allow_missing:

@@ -21,11 +21,11 @@ follows the *long-run* variance of the counts, not the single mini-block's. The 
 therefore the largest over spans of 1, 2, 4, ... mini-blocks, up to the longest span the reference
 holds 20 times: the reference is the champion's whole contiguous validation window (two weeks or
 more), so spans of hours are measured, not guessed. On a 5,000-account bank the ratio grows from 2.6
-(one mini-block) to 14 (4,000 events): 50 scattered blocks had measured 3.3, and the threshold they
-gave alarmed 7 times in 512k stationary events; the whole window's gives none.
+(one mini-block) to 15 (6,400 events): 50 scattered blocks had measured 3.3, and the threshold they
+gave alarmed 7 times in 512k stationary events; the whole window's (h 188.5) gives none.
 
 The expected rate is flat, not cycled by hour of the week: a 1% rate's weekly profile fitted on two
-weeks is mostly noise (cross-fitted residuals on that bank read a dispersion of 27, not 14), and
+weeks is mostly noise (cross-fitted residuals on that bank read a dispersion of 27, not 15), and
 the long-run dispersion already holds the day/night swing. It is still an approximation: bursty
 counts have heavier run-length tails than a negative binomial of the same variance.
 
