@@ -38,7 +38,7 @@ from streams.dlq import dead_letter, from_contract_error, record_key
 from streams.policy import AlertPolicy
 from streams.rules import rule_hits
 from streams.tables import AccountEntry, AccountTable, CounterpartyRisk
-from txmon.contracts import Alert, ContractError, Drift, Label, Score, Transaction, decode
+from txmon.contracts import Alert, ContractError, Drift, Label, Transaction, decode, score_bytes
 from txmon.settings import Settings
 
 # Records between the pauses of ScoringCore.steps: ~2 ms of work at ~230 us per transaction.
@@ -50,7 +50,9 @@ STEP_RECORDS = 8
 PHASES = ("records", "score", "explain", "publish", "drift", "shadow", "changelog", "wait", "commit")
 
 
-@dataclass(frozen=True)
+# Records and outputs: several per transaction, so slotted and not frozen (a frozen dataclass's
+# __init__ costs 0.7 us against 0.2); nothing changes them after construction.
+@dataclass(slots=True)
 class Record:
     topic: str
     partition: int
@@ -60,7 +62,7 @@ class Record:
     timestamp_ms: int
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Output:
     topic: str
     key: bytes | None
@@ -360,11 +362,11 @@ class ScoringCore:
                               created_at=now)
                 out.alerts.append(alert)
                 out.outputs.append(Output(self.topics.alerts, key, alert.to_bytes()))
-            s = Score(tx_id=tx.tx_id, account_id=tx.account_id, score=score,
-                      model_version=model.version, alerted=decision.alert,
-                      latency_ms=max(0.0, now_ms - r.timestamp_ms), event_time=tx.event_time,
-                      scored_at=now)
-            out.outputs.append(Output(self.topics.scores, key, s.to_bytes()))
+            out.outputs.append(Output(self.topics.scores, key, score_bytes(
+                tx_id=tx.tx_id, account_id=tx.account_id, score=score,
+                model_version=model.version, alerted=decision.alert,
+                latency_ms=max(0.0, now_ms - r.timestamp_ms), event_time=tx.event_time,
+                scored_at=now)))
             out.event_times.append(tx.event_time)
             out.ingest_ms.append(r.timestamp_ms)
         out.scored += len(pending)
@@ -402,11 +404,11 @@ class ScoringCore:
         now_ms = now.timestamp() * 1000
         for i, p in enumerate(pending):
             tx, r = p.tx, p.record
-            s = Score(tx_id=tx.tx_id, account_id=tx.account_id,
-                      score=min(1.0, max(0.0, float(scores[i]))), model_version=challenger.version,
-                      alerted=False, latency_ms=max(0.0, now_ms - r.timestamp_ms),
-                      event_time=tx.event_time, scored_at=now, shadow=True)
-            out.outputs.append(Output(self.topics.scores, tx.account_id.encode(), s.to_bytes()))
+            out.outputs.append(Output(self.topics.scores, tx.account_id.encode(), score_bytes(
+                tx_id=tx.tx_id, account_id=tx.account_id,
+                score=min(1.0, max(0.0, float(scores[i]))), model_version=challenger.version,
+                alerted=False, latency_ms=max(0.0, now_ms - r.timestamp_ms),
+                event_time=tx.event_time, scored_at=now, shadow=True)))
         out.shadow_scored = len(pending)
         out.shadow_version = challenger.version
 

@@ -186,6 +186,25 @@ class Health:
                     "uptime_s": round(time.time() - self.started_at, 1)}
 
 
+@dataclass
+class _Txn:
+    """A batch's open Kafka transaction and its offsets, sent early (:meth:`Worker._begin`)."""
+
+    offsets: asyncio.Task[None] | None
+
+    def settled(self) -> bool:
+        return self.offsets is None or self.offsets.done()
+
+    async def abort(self, producer: Any) -> None:
+        """Abort after a failure, unless the producer's state is fatal (it then aborts nothing,
+        as ``producer.transaction()`` does); the caller raises the failure on."""
+        if self.offsets is not None and not self.offsets.done():
+            self.offsets.cancel()
+        if not producer._txn_manager.is_fatal_error():
+            with contextlib.suppress(Exception):
+                await producer.abort_transaction()
+
+
 class _Rebalance(ConsumerRebalanceListener):
     def __init__(self, worker: Worker):
         self.w = worker
@@ -243,6 +262,7 @@ class Worker:
         self._positions: dict[TopicPartition, int] = {}
         # The previous batch's transaction, committing while the next batch is fetched and processed.
         self._in_flight: asyncio.Task[None] | None = None
+        self.open_txn: _Txn | None = None  # the newest batch's transaction (tests look at it)
         self._partitions: dict[str, int] = {}
         self.core: ScoringCore | None = None
         self.consumer: AIOKafkaConsumer | None = None
@@ -474,36 +494,69 @@ class Worker:
         gc_before = self._gc_seconds
         if self._trace is not None and records:
             result.phases["age"] = time.time() - min(r.timestamp_ms for r in records) / 1000
-        if records:
-            for _ in self.core.steps(records, model, self.slot.challenger, result):
-                if self._in_flight is not None and not self._in_flight.done():
-                    await asyncio.sleep(0)
-        result.outputs.extend(Output(self.topics.dlq, r.version.encode(), r.letter.to_bytes())
-                              for r in refusals)
         offsets: dict[TopicPartition, int] = {}
         for r in records:
             tp = TopicPartition(r.topic, r.partition)
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
+        txn: _Txn | None = None
+        try:
+            if records:
+                for _ in self.core.steps(records, model, self.slot.challenger, result):
+                    if txn is None and (self._in_flight is None or self._in_flight.done()):
+                        await self.committed()
+                        txn = self.open_txn = await self._begin(offsets)
+                    if (txn is not None and not txn.settled()) or (
+                            self._in_flight is not None and not self._in_flight.done()):
+                        await asyncio.sleep(0)
+        except BaseException:
+            if txn is not None:
+                await txn.abort(self.producer)
+            raise
+        result.outputs.extend(Output(self.topics.dlq, r.version.encode(), r.letter.to_bytes())
+                              for r in refusals)
         if self._trace is not None:
             result.phases["gc"] = self._gc_seconds - gc_before
         t = time.perf_counter()
         await self.committed()
         result.spent("wait", t)
-        self._in_flight = asyncio.create_task(self._commit(result, offsets, len(records), t0, refusals))
+        if txn is None:
+            txn = self.open_txn = await self._begin(offsets)
+        self._in_flight = asyncio.create_task(self._commit(result, txn, offsets, len(records), t0,
+                                                           refusals))
         if len(records) < self.config.batch_size:
             # Caught up (a partial batch): these records are fastest out by committing now. Only
             # a backlog is worth overlapping, where it buys throughput.
             await self.committed()
 
-    async def _commit(self, result: BatchResult, offsets: dict[TopicPartition, int], n: int,
-                      t0: float, refusals: list[Refusal]) -> None:
+    async def _begin(self, offsets: dict[TopicPartition, int]) -> _Txn:
+        """Open the batch's transaction and send its consumed offsets right away.
+
+        The offsets are known when the batch is fetched, and a transaction may take them before
+        its records: AddOffsetsToTxn and TxnOffsetCommit (two of a transaction's five round trips)
+        then go out while the batch is processed, at its pauses, instead of after it. The first of
+        them also absorbs the coordinator's CONCURRENT_TRANSACTIONS answers while it still writes
+        the previous transaction's markers (:mod:`streams.txn_backoff`). Atomicity is Kafka's:
+        offsets and outputs still commit or abort together at EndTxn.
+        """
+        assert self.producer is not None
+        await self.producer.begin_transaction()
+        task = (asyncio.create_task(self.producer.send_offsets_to_transaction(
+            offsets, self.config.group_id)) if offsets else None)
+        return _Txn(task)
+
+    async def _commit(self, result: BatchResult, txn: _Txn, offsets: dict[TopicPartition, int],
+                      n: int, t0: float, refusals: list[Refusal]) -> None:
         assert self.producer is not None and self.sender is not None
         t = time.perf_counter()
         try:
-            async with self.producer.transaction():
+            try:
                 futures = await self.sender.send(result.outputs)
-                if offsets:
-                    await self.producer.send_offsets_to_transaction(offsets, self.config.group_id)
+                if txn.offsets is not None:
+                    await txn.offsets
+            except BaseException:
+                await txn.abort(self.producer)
+                raise
+            await self.producer.commit_transaction()
             await delivered(futures)
         except Exception:
             self.metrics.transactions.labels("failed").inc()

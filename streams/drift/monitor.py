@@ -22,7 +22,7 @@ import json
 import pickle
 from collections import deque
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +49,17 @@ def _severity(statistic: float, threshold: float) -> Severity:
     return "critical" if ratio >= 3 else "high" if ratio >= 1.5 else "medium"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MICRO = timedelta(microseconds=1)
+
+
 def _micros(event_times: Sequence[datetime] | np.ndarray | pd.DatetimeIndex) -> np.ndarray:
+    """Epoch microseconds. A list of aware datetimes (every scored batch) is converted exactly
+    without pandas, whose ``to_datetime`` cost ~10 us per event on batches of ~45."""
+    if isinstance(event_times, list) and all(
+            isinstance(t, datetime) and t.tzinfo is not None for t in event_times):
+        return np.fromiter(((t - _EPOCH) // _MICRO for t in event_times), dtype=np.int64,
+                           count=len(event_times))
     return pd.DatetimeIndex(pd.to_datetime(event_times, utc=True)).as_unit("us").asi8
 
 

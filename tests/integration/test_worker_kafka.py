@@ -290,3 +290,59 @@ async def test_hot_swap_mid_stream_and_tampered_artifact_refused(kafka_settings_
     assert all(x.model_version == "v2" for x in scores if x.tx_id in later)  # old model kept serving
     assert [(d.stage, d.key) for d in letters] == [("model_load", "v3")]
     assert "sha256" in letters[0].error
+
+
+async def test_a_batch_failing_after_its_offsets_went_out_commits_nothing(kafka_settings_for, topic_prefix,
+                                                                          encoder, tmp_path, monkeypatch):
+    """A batch's offsets go into its transaction before it is processed (Worker._begin); a failure
+    after that must still leave neither its offsets nor its outputs committed."""
+    from kafka import KafkaConsumer, TopicPartition
+
+    from streams.scoring import ScoringCore
+
+    s = kafka_settings_for(topic_prefix)
+    ensure_topics(s, PARTITIONS)
+    txs = make_transactions(900, seed=41)
+    await asyncio.to_thread(produce, s, txs)
+    model_dir, _ = artifact(tmp_path / "m1", "m1")
+    trace = tmp_path / "batches.jsonl"
+    worker = Worker(s, worker_config(model_dir=None, batch_size=150, batch_trace=trace),
+                    loader=verifying_loader(encoder))
+    worker.slot.install(verifying_loader(encoder)(model_dir, None))
+    real_steps, calls = ScoringCore.steps, []
+
+    def third_batch_fails(self, records, model, challenger, out):
+        calls.append((len(records), sum(r.topic == self.topics.transactions for r in records)))
+        before = worker.open_txn  # the previous batch's
+        yield from real_steps(self, records, model, challenger, out)
+        if len(calls) == 3:
+            # Processed; this batch's transaction is open and its offsets were sent early: fail
+            # once the broker has taken them.
+            while not (worker.open_txn is not before and worker.open_txn.offsets is not None
+                       and worker.open_txn.offsets.done()):
+                yield
+            assert worker.open_txn.offsets.exception() is None
+            raise RuntimeError("injected failure after TxnOffsetCommit")
+
+    monkeypatch.setattr(ScoringCore, "steps", third_batch_fails)
+    with pytest.raises(RuntimeError, match="injected"):
+        await asyncio.wait_for(worker.run(), 120)
+    assert len(calls) == 3
+    consumed = sum(n for n, _ in calls[:2])
+    assert sum(json.loads(line)["n"] for line in trace.read_text().splitlines()) == consumed > 0
+    scores = await read_committed(s, s.topic("scores"), 1, timeout=30, settle=3.0)
+    ids = [decode(Score, r.value).tx_id for r in scores]
+    assert len(ids) == len(set(ids)) == sum(t for _, t in calls[:2])
+
+    def group_offsets() -> int:
+        c = KafkaConsumer(**s.kafka.kafka_python_config(), group_id=worker.config.group_id,
+                          enable_auto_commit=False)
+        try:
+            return sum(c.committed(TopicPartition(topic, p)) or 0
+                       for topic in worker.topics.inputs
+                       for p in (c.partitions_for_topic(topic) or ()))
+        finally:
+            c.close()
+
+    # Only the two committed batches moved the group: the third's early offsets were aborted.
+    assert await asyncio.to_thread(group_offsets) == consumed

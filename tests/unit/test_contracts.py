@@ -138,3 +138,44 @@ def test_committed_schemas_are_current():
         path = docs / f"{topic}.v1.json"
         assert path.exists(), f"run `txmon schemas` to write {path}"
         assert json.loads(path.read_text()) == schema, f"{path} is stale: run `txmon schemas`"
+
+
+def _stdlib_decode(contract, payload: bytes):
+    """The decode of before orjson: the standard library's parser, then the same validation."""
+    from txmon.contracts import validate
+
+    return validate(contract, json.loads(payload.decode("utf-8")))
+
+
+@pytest.mark.parametrize("payload", [
+    raw(),
+    raw(tx_id="tx-\u00e9\u4e2d\U0001f600", device_id=None, mcc=...),
+    raw(amount=..., amount_minor=1500, currency="JPY"),
+    b'{"tx_id":"a","tx_id":"b","event_time":"2026-03-01T12:30:00Z","account_id":"x",'
+    b'"counterparty_id":"m","amount":"1.00"}',  # a repeated key: the last one wins in both
+    b'{"tx_id":"t\\u00e9\\"q","event_time":"2026-03-01T12:30:00.123456Z","account_id":" x ",'
+    b'"counterparty_id":"m","amount":"-0.10","extra":{"nested":[1,2.5,null,true]}}',
+])
+def test_fast_json_decodes_as_the_standard_library_does(payload):
+    assert decode(Transaction, payload) == _stdlib_decode(Transaction, payload)
+
+
+def test_score_bytes_are_pydantic_bytes_and_still_refuse_what_score_refuses():
+    import random
+
+    from pydantic import ValidationError
+
+    from txmon.contracts import score_bytes
+
+    rng = random.Random(5)
+    for i in range(2_000):
+        fields = dict(tx_id=f"tx-{i}", account_id="acct-\u00e9", score=rng.random() ** rng.randint(1, 40),
+                      model_version=f"v{i % 3}", alerted=rng.random() < 0.1,
+                      latency_ms=rng.choice([0.0, rng.random() * 1e4]),
+                      event_time=rng.choice([None, NOW]),
+                      scored_at=datetime.fromtimestamp(1.7e9 + rng.random() * 1e7, UTC),
+                      shadow=rng.random() < 0.5)
+        assert score_bytes(**fields) == Score(**fields).to_bytes(), fields
+    for bad in ({"score": 1.5}, {"score": float("nan")}, {"latency_ms": -1.0}):
+        with pytest.raises(ValidationError):
+            score_bytes(**{**fields, **bad})
