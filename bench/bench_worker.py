@@ -763,6 +763,8 @@ def main() -> None:
                     profile=work / "worker.prof"))
                 profile = (hot_spots(work / "worker.prof") if (work / "worker.prof").is_file()
                            else profiled)
+                if (work / "worker.prof").is_file():  # kept for a closer look (pstats)
+                    shutil.copy(work / "worker.prof", args.logs / "worker.prof")
     limit = min(scoring["encode_and_score_per_s"], relay.get("steady_throughput_per_s") or 0)
     sustained = drain.get("steady_throughput_per_s") or 0
     p99 = paced.get("e2e_latency_ms", {}).get("p99")

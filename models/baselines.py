@@ -48,18 +48,22 @@ def aggregates(state: dict[str, Any], rec: dict[str, Any], risk_labels: float,
     log_sum = 0.0
     hist = state["h"]
     lo = NEAR_FRACTION * STRUCTURING_THRESHOLD
+    # Runs for every scored transaction over up to 32 records: locals and early exits, not max().
+    log1p, week, day, hi = math.log1p, ts - 7 * 86400, ts - 86400, STRUCTURING_THRESHOLD
     for r in hist:
-        age = ts - r["ts"]
-        log_sum += math.log1p(max(r["amt"], 0.0))
-        if age <= 7 * 86400 and lo <= r["amt"] < STRUCTURING_THRESHOLD:
-            near7 += 1
-        if age <= 86400:
-            if r["dir"] == "credit":
-                credits += 1
-                credit_sum += r["amt"]
-            else:
-                debits += 1
-                debit_sum += r["amt"]
+        a = r["amt"]
+        log_sum += log1p(a) if a > 0.0 else 0.0
+        t = r["ts"]
+        if t >= week:
+            if lo <= a < hi:
+                near7 += 1
+            if t >= day:
+                if r["dir"] == "credit":
+                    credits += 1
+                    credit_sum += a
+                else:
+                    debits += 1
+                    debit_sum += a
     dtp = rec["dtp"]
     return [
         amt, math.log1p(max(amt, 0.0)), _nan(rec["rel"]),

@@ -6,10 +6,43 @@ deploy/grafana/dashboards/txmon.json.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
+import numpy as np
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024, 2048)
+
+
+def observe_many(histogram: Histogram, values: Sequence[float] | np.ndarray) -> None:
+    """``histogram.observe(v)`` for every value, as one count per bucket.
+
+    The worker observes two end-to-end latencies per transaction; one ``observe`` each cost ~3 us
+    of the record path. The buckets are counted with numpy and each bucket is incremented once
+    (``Histogram``'s own ``_sum`` and ``_buckets``, as its ``observe`` does); when a later
+    prometheus-client lacks them, the values are observed one by one.
+
+    >>> from prometheus_client import CollectorRegistry
+    >>> h = Histogram("h", "h", buckets=(1, 2), registry=CollectorRegistry())
+    >>> observe_many(h, [0.5, 1.0, 1.5, 9.0])
+    >>> [(s.labels["le"], s.value) for s in h.collect()[0].samples if s.name == "h_bucket"]
+    [('1.0', 2.0), ('2.0', 3.0), ('+Inf', 4.0)]
+    """
+    bounds, buckets, total = (getattr(histogram, a, None) for a in ("_upper_bounds", "_buckets", "_sum"))
+    if bounds is None or buckets is None or total is None or len(bounds) != len(buckets):
+        for v in values:
+            histogram.observe(float(v))
+        return
+    x = np.asarray(values, dtype=np.float64)
+    if not len(x):
+        return
+    # observe() counts a value in the first bucket whose bound is >= it.
+    counts = np.bincount(np.searchsorted(np.asarray(bounds, dtype=np.float64), x, side="left"),
+                         minlength=len(bounds))
+    total.inc(float(x.sum()))
+    for i in np.flatnonzero(counts[:len(buckets)]):
+        buckets[i].inc(float(counts[i]))
 
 
 class WorkerMetrics:

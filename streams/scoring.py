@@ -164,7 +164,7 @@ class BatchResult:
         return now
 
 
-@dataclass
+@dataclass(slots=True)
 class _Pending:
     record: Record
     tx: Transaction
@@ -276,7 +276,8 @@ class ScoringCore:
                        stage="features")
             return
         entry.remember(tx.tx_id, tx.counterparty_id, None, self.config.label_index_size,
-                       self.features.epoch_seconds(tx.event_time), self.config.label_index_days * 86400)
+                       records[-1]["ts"] if records else self.features.epoch_seconds(tx.event_time),
+                       self.config.label_index_days * 86400)
         self.accounts.touch(tx.account_id)
         pending.append(_Pending(r, tx, model_input, shadow_input))
         if (tx.tx_type in self.config.credit_tx_types and tx.direction == "debit"
@@ -338,6 +339,7 @@ class ScoringCore:
         now = datetime.now(UTC)
         now_ms = now.timestamp() * 1000
         alerted = np.zeros(len(pending), dtype=bool)
+        policy_states: dict[int, dict[str, Any]] = {}
         for i, p in enumerate(pending):
             if i and not i % STEP_RECORDS:
                 t = out.spent("publish", t)
@@ -345,10 +347,14 @@ class ScoringCore:
                 t = time.perf_counter()
             tx, r = p.tx, p.record
             score = min(1.0, max(0.0, float(scores[i])))
-            decision = self.policy.decide(score, tx.event_time, self.accounts.policy(r.partition))
-            entry = self.accounts.get(tx.account_id, r.partition)
-            entry.set_score(tx.tx_id, score)
-            key = tx.account_id.encode()
+            state = policy_states.get(r.partition)
+            if state is None:
+                state = policy_states[r.partition] = self.accounts.policy(r.partition)
+            decision = self.policy.decide(score, tx.event_time, state)
+            # Looked up again, not kept from _transaction: a RocksDB store may have evicted and
+            # reloaded the entry since (streams.store).
+            self.accounts.get(tx.account_id, r.partition).set_score(tx.tx_id, score)
+            key = r.key  # the account id: _transaction refused any other
             if decision.alert:
                 alerted[i] = True
                 t = out.spent("publish", t)

@@ -72,6 +72,9 @@ class BatchSender:
                     futures.append(await self.producer.send_batch(batch, topic, partition=p))
                     batch = self.producer.create_batch()
                     batch.append(key=o.key, value=o.value, timestamp=None)
+            # Complete: closed, it goes out at once. An open batch waits out the producer's
+            # linger_ms for records that will never come, and the transaction's commit with it.
+            batch.close()
             futures.append(await self.producer.send_batch(batch, topic, partition=p))
         return futures
 
