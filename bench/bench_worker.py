@@ -388,7 +388,22 @@ def start_relay(settings: Any, args: argparse.Namespace, log: Path) -> Any:
                         "RELAY_MAX_WAIT_MS": str(args.max_wait_ms),
                         "RELAY_RETRY_BACKOFF_MS": str(args.retry_backoff_ms),
                         "RELAY_CONCURRENT_TXN_BACKOFF_MS": str(args.concurrent_txn_backoff_ms)}
-    return spawn([sys.executable, str(Path(__file__).resolve()), "_relay"], env, log)
+    return spawn([*pinned(args), sys.executable, str(Path(__file__).resolve()), "_relay"], env, log)
+
+
+def pinned(args: argparse.Namespace, processes: int = 1) -> list[str]:
+    """``taskset`` prefix of the process under test with ``--pin`` (core 0; one process only)."""
+    return ["taskset", "-c", "0"] if getattr(args, "pin", False) and processes == 1 else []
+
+
+def pin_rest(work: Path) -> None:
+    """``--pin``: the broker (all its threads) and this process (load generator, consumers) on
+    core 1, leaving core 0 to the worker or relay under test: how a deployment keeps them apart."""
+    import subprocess
+
+    for pid in [*broker_pids(work), os.getpid()]:
+        subprocess.run(["taskset", "-a", "-p", "-c", "1", str(pid)], check=True,
+                       stdout=subprocess.DEVNULL)
 
 
 def measure_relay(bootstrap: str, work: Path, history: list[Payload], items: list[Payload],
@@ -409,7 +424,7 @@ def measure_relay(bootstrap: str, work: Path, history: list[Payload], items: lis
 
 def start_worker(settings: Any, artifact: Path, threshold: float, args: argparse.Namespace,
                  log: Path, profile: Path | None = None, instance: str = "bench",
-                 trace: Path | None = None) -> Any:
+                 trace: Path | None = None, processes: int = 1) -> Any:
     env = os.environ | ({"TXMON_WORKER__BATCH_TRACE": str(trace)} if trace else {}) | {
                         "TXMON_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
                         "TXMON_TOPICS__PREFIX": settings.topics.prefix,
@@ -425,8 +440,9 @@ def start_worker(settings: Any, artifact: Path, threshold: float, args: argparse
     txmon = Path(sys.executable).with_name("txmon")
     # cProfile writes its stats when the worker returns from a SIGTERM (run_worker's clean stop).
     runner = [sys.executable, "-m", "cProfile", "-o", str(profile), str(txmon)] if profile else [str(txmon)]
-    return spawn([*runner, "worker", "--model", str(artifact), "--batch-size", str(args.batch_size),
-                  "--max-wait-ms", str(args.max_wait_ms), "--threshold", f"{threshold:.6f}",
+    return spawn([*pinned(args, processes), *runner, "worker", "--model", str(artifact),
+                  "--batch-size", str(args.batch_size), "--max-wait-ms", str(args.max_wait_ms),
+                  "--threshold", f"{threshold:.6f}",
                   "--drift-warmup", str(args.drift_warmup), "--log-level", "WARNING",
                   *args.worker_arg], env, log)
 
@@ -477,7 +493,8 @@ def measure_worker_drain(bootstrap: str, work: Path, artifact: Path, threshold: 
     s = settings_for(bootstrap, f"{name}.", work / f"{name}-home", args.partitions)
     preload(s, history + items)
     procs = [start_worker(s, artifact, threshold, args, args.logs / f"worker-{name}-{i}.log",
-                          profile, instance=f"bench-{i}") for i in range(processes)]
+                          profile, instance=f"bench-{i}", processes=processes)
+             for i in range(processes)]
     try:
         out = asyncio.run(watch_drain(s, s.topic("scores"), len(history), len(items), procs,
                                       args.timeout, broker_pids(work)))
@@ -668,6 +685,9 @@ def main() -> None:
                     default=Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache"))
                     / "txmon" / "bench-drift-references",
                     help="where the pre-built drift reference of the benchmark model is kept")
+    ap.add_argument("--pin", action="store_true",
+                    help="the worker (and the relay control) on core 0, the broker and this "
+                         "process on core 1 (taskset; single-process runs only)")
     ap.add_argument("--drift-build-in-worker", action="store_true",
                     help="no pre-built drift reference: each worker warms up and simulates "
                          "thresholds in a background thread while it is measured")
@@ -695,6 +715,8 @@ def main() -> None:
     before = machine()
     t_start = time.monotonic()
     with private_broker() as (bootstrap, work):
+        if args.pin:
+            pin_rest(work)
         with console.status("simulating transactions"):
             frame, h = simulated_frame(n, args.seed)
             hist_txs, history = payloads(frame, 0, h)
@@ -779,6 +801,8 @@ def main() -> None:
                        "retry_backoff_ms": args.retry_backoff_ms,
                        "concurrent_txn_backoff_ms": args.concurrent_txn_backoff_ms,
                        "drift_warmup": args.drift_warmup, "worker_args": args.worker_arg,
+                       "pinned": "worker/relay on core 0, broker and load generator on core 1"
+                       if args.pin else None,
                        "alert_rate": args.alert_rate, "alert_threshold": round(threshold, 6),
                        "model": str(args.model) if args.model else
                        f"untrained, built here with TrainConfig sizes {model_sizes()}"},

@@ -101,7 +101,7 @@ def core_run(artifact: Path, threshold: float, references: Path | None, history:
         loop = asyncio.new_event_loop()
         sender = BatchSender(_Producer(6))
         phases: dict[str, float] = {}
-        outputs = scored = batches = 0
+        outputs = scored = 0
         prof = cProfile.Profile() if profile else None
         lines = None
         if os.environ.get("PROBE_LINES"):  # e.g. streams.scoring:ScoringCore._transaction,...
@@ -126,13 +126,12 @@ def core_run(artifact: Path, threshold: float, references: Path | None, history:
         c0, t0 = time.process_time(), time.perf_counter()
         if prof:
             prof.enable()
-        for i in range(0, len(items), batch_size):
+        for batches, i in enumerate(range(0, len(items), batch_size), start=1):
             now_ms = int(time.time() * 1000)
             res = core.process([Record(src, 0, j, p.key, p.value, now_ms)
                                 for j, p in enumerate(items[i:i + batch_size], start=base + i)],
                                scorer)
             loop.run_until_complete(sender.send(res.outputs))
-            batches += 1
             if not batches % SETTLE_EVERY_BATCHES:
                 settle_heap(young=True)
             outputs += len(res.outputs)
