@@ -192,6 +192,7 @@ class _Txn:
     """A batch's open Kafka transaction and its offsets, sent early (:meth:`Worker._begin`)."""
 
     offsets: asyncio.Task[None] | None
+    consumed: dict[TopicPartition, int] = field(default_factory=dict)  # what ``offsets`` commits
 
     def settled(self) -> bool:
         return self.offsets is None or self.offsets.done()
@@ -483,7 +484,8 @@ class Worker:
 
         A commit is mostly waiting on the broker (5-10 ms); processing pauses every few records
         (:meth:`ScoringCore.steps`) so the commit's requests go out between them. Transactions stay
-        one at a time and in order: a batch's begins only once the previous one committed. A
+        one at a time and in order: a batch's begins (:meth:`_begin`) as soon as the previous one
+        committed — before processing when none is in flight, else at the first pause after. A
         failed commit is raised at the next batch (or revocation, or stop) and ends the worker
         before anything later commits; the tables, which by then hold the next batch's changes
         too, are rebuilt from the committed changelog at restart (crash-only, as before).
@@ -501,6 +503,9 @@ class Worker:
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
         txn: _Txn | None = None
         try:
+            if records and (self._in_flight is None or self._in_flight.done()):
+                await self.committed()
+                txn = self.open_txn = await self._begin(offsets)
             if records:
                 for _ in self.core.steps(records, model, self.slot.challenger, result):
                     if txn is None and (self._in_flight is None or self._in_flight.done()):
@@ -546,7 +551,7 @@ class Worker:
         await self.producer.begin_transaction()
         task = (asyncio.create_task(self.producer.send_offsets_to_transaction(
             offsets, self.config.group_id)) if offsets else None)
-        return _Txn(task)
+        return _Txn(task, offsets)
 
     async def _commit(self, result: BatchResult, txn: _Txn, offsets: dict[TopicPartition, int],
                       n: int, t0: float, refusals: list[Refusal]) -> None:

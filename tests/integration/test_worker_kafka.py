@@ -313,13 +313,16 @@ async def test_a_batch_failing_after_its_offsets_went_out_commits_nothing(kafka_
 
     def third_batch_fails(self, records, model, challenger, out):
         calls.append((len(records), sum(r.topic == self.topics.transactions for r in records)))
-        before = worker.open_txn  # the previous batch's
         yield from real_steps(self, records, model, challenger, out)
         if len(calls) == 3:
             # Processed; this batch's transaction is open and its offsets were sent early: fail
             # once the broker has taken them.
-            while not (worker.open_txn is not before and worker.open_txn.offsets is not None
-                       and worker.open_txn.offsets.done()):
+            mine: dict = {}
+            for r in records:
+                tp = (r.topic, r.partition)  # equal to the worker's aiokafka TopicPartition keys
+                mine[tp] = max(mine.get(tp, 0), r.offset + 1)
+            while not (worker.open_txn is not None and worker.open_txn.consumed == mine
+                       and worker.open_txn.offsets is not None and worker.open_txn.offsets.done()):
                 yield
             assert worker.open_txn.offsets.exception() is None
             raise RuntimeError("injected failure after TxnOffsetCommit")
