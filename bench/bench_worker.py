@@ -105,8 +105,10 @@ def payloads(frame: Any, start: int, n: int) -> tuple[list[Any], list[Payload]]:
     return txs, [Payload(t.tx_id, t.account_id.encode(), t.to_bytes()) for t in txs]
 
 
-def build_artifact(frame: Any, out_dir: Path) -> Path:
-    """An untrained transformer of the production size (TrainConfig defaults), exported to ONNX.
+def build_artifact(frame: Any, out_dir: Path, hidden_size: int | None = None,
+                   num_layers: int | None = None) -> Path:
+    """An untrained transformer of the production size (TrainConfig defaults, or the given hidden
+    size and depth, feed-forward twice as wide), exported to ONNX.
 
     Throughput and latency depend on the graph's shape, not on its weights; ``--model`` runs a
     trained artifact instead.
@@ -123,9 +125,11 @@ def build_artifact(frame: Any, out_dir: Path) -> Path:
     torch.manual_seed(0)
     tc = TrainConfig()
     spec = fit_spec(frame, min_count=tc.min_count)
+    hidden = hidden_size or tc.hidden_size
     model = TxmonModel(TxmonConfig(vocab_sizes=spec.vocab_sizes, max_len=tc.max_len,
-                                   hidden_size=tc.hidden_size, num_layers=tc.num_layers,
-                                   num_heads=tc.num_heads, intermediate_size=tc.intermediate_size))
+                                   hidden_size=hidden, num_layers=num_layers or tc.num_layers,
+                                   num_heads=tc.num_heads,
+                                   intermediate_size=2 * hidden if hidden_size else tc.intermediate_size))
     export_artifact(model, spec, out_dir, "bench-untrained")
     return out_dir
 
@@ -663,6 +667,10 @@ def main() -> None:
                     help="sets the alert threshold at this quantile of the limit run's scores")
     ap.add_argument("--model", type=Path, help="a (trained) artifact; default: untrained, "
                                                "production-sized, built here")
+    ap.add_argument("--hidden-size", type=int, help="the built model's hidden size (default: "
+                                                    "TrainConfig's); the share of the limit grows "
+                                                    "with the model's cost")
+    ap.add_argument("--num-layers", type=int, help="the built model's depth (default: TrainConfig's)")
     ap.add_argument("--timeout", type=float, default=300.0, help="per phase (seconds)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--worker-arg", action="append", default=[],
@@ -729,7 +737,8 @@ def main() -> None:
         artifact = args.model
         if artifact is None:
             with console.status("exporting the benchmark model"):
-                artifact = build_artifact(frame.iloc[:n], work / "artifact")
+                artifact = build_artifact(frame.iloc[:n], work / "artifact", args.hidden_size,
+                                          args.num_layers)
         with console.status("limit 1: scoring alone"):
             scoring = measure_scoring(artifact, hist_txs, txs, args.batch_size, args.alert_rate)
         console.log(f"scoring alone: {scoring['encode_and_score_per_s']}/s encode+score, "
@@ -805,7 +814,9 @@ def main() -> None:
                        if args.pin else None,
                        "alert_rate": args.alert_rate, "alert_threshold": round(threshold, 6),
                        "model": str(args.model) if args.model else
-                       f"untrained, built here with TrainConfig sizes {model_sizes()}"},
+                       f"untrained, built here with TrainConfig sizes {model_sizes()}"
+                       + (f", hidden size {args.hidden_size}" if args.hidden_size else "")
+                       + (f", {args.num_layers} layers" if args.num_layers else "")},
         "code": code_version(),
         "drift_reference": reference,
         "limit_scoring_alone": scoring,
