@@ -11,6 +11,9 @@ left out is only the network and the transaction protocol. Reports CPU µs per t
 and per phase (``BatchResult.phases``), and the share of scoring alone (encode + ONNX), the ratio
 the issue-5 throughput target is about. A fast loop for work on the record path; the benchmark of
 record is ``bench_worker.py``. Writes ``bench/results/core_probe.json`` (or ``--out``).
+
+``PROBE_LINES=streams.scoring:ScoringCore._transaction,...`` prints a line profile of those
+functions (needs ``pip install line_profiler``, which the project does not install).
 """
 
 from __future__ import annotations
