@@ -192,7 +192,7 @@ class _Txn:
     """A batch's open Kafka transaction and its offsets, sent early (:meth:`Worker._begin`)."""
 
     offsets: asyncio.Task[None] | None
-    consumed: dict[TopicPartition, int] = field(default_factory=dict)  # what ``offsets`` commits
+    consumed: dict[TopicPartition, int]  # what ``offsets`` commits
 
     def settled(self) -> bool:
         return self.offsets is None or self.offsets.done()
@@ -503,14 +503,10 @@ class Worker:
             offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
         txn: _Txn | None = None
         try:
-            if records and (self._in_flight is None or self._in_flight.done()):
-                await self.committed()
-                txn = self.open_txn = await self._begin(offsets)
             if records:
+                txn = await self._begin_if_free(txn, offsets)
                 for _ in self.core.steps(records, model, self.slot.challenger, result):
-                    if txn is None and (self._in_flight is None or self._in_flight.done()):
-                        await self.committed()
-                        txn = self.open_txn = await self._begin(offsets)
+                    txn = await self._begin_if_free(txn, offsets)
                     if (txn is not None and not txn.settled()) or (
                             self._in_flight is not None and not self._in_flight.done()):
                         await asyncio.sleep(0)
@@ -525,14 +521,20 @@ class Worker:
         t = time.perf_counter()
         await self.committed()
         result.spent("wait", t)
-        if txn is None:
-            txn = self.open_txn = await self._begin(offsets)
-        self._in_flight = asyncio.create_task(self._commit(result, txn, offsets, len(records), t0,
-                                                           refusals))
+        txn = await self._begin_if_free(txn, offsets)
+        assert txn is not None
+        self._in_flight = asyncio.create_task(self._commit(result, txn, len(records), t0, refusals))
         if len(records) < self.config.batch_size:
             # Caught up (a partial batch): these records are fastest out by committing now. Only
             # a backlog is worth overlapping, where it buys throughput.
             await self.committed()
+
+    async def _begin_if_free(self, txn: _Txn | None, offsets: dict[TopicPartition, int]) -> _Txn | None:
+        """``txn``, or a new one (:meth:`_begin`) once no earlier transaction is in flight."""
+        if txn is None and (self._in_flight is None or self._in_flight.done()):
+            await self.committed()  # raises what failed the previous one
+            txn = self.open_txn = await self._begin(offsets)
+        return txn
 
     async def _begin(self, offsets: dict[TopicPartition, int]) -> _Txn:
         """Open the batch's transaction and send its consumed offsets right away.
@@ -553,8 +555,8 @@ class Worker:
             offsets, self.config.group_id)) if offsets else None)
         return _Txn(task, offsets)
 
-    async def _commit(self, result: BatchResult, txn: _Txn, offsets: dict[TopicPartition, int],
-                      n: int, t0: float, refusals: list[Refusal]) -> None:
+    async def _commit(self, result: BatchResult, txn: _Txn, n: int, t0: float,
+                      refusals: list[Refusal]) -> None:
         assert self.producer is not None and self.sender is not None
         t = time.perf_counter()
         try:
@@ -578,7 +580,7 @@ class Worker:
         if self.health.committed_batches % SETTLE_EVERY_BATCHES == 0:
             # The first batch loaded what scoring and drift import lazily; later, the state grew.
             settle_heap(young=True)
-        self._positions.update(offsets)
+        self._positions.update(txn.consumed)
         self._observe(result, n, time.perf_counter() - t0, refusals)
         if result.shadow_error is not None:
             self.metrics.shadow_failures.inc()
