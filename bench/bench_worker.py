@@ -143,6 +143,7 @@ def measure_scoring(artifact: Path, history: list[Any], txs: list[Any], batch_si
 
     import models.features as features
     from models.scorer import Scorer
+    from streams.worker import settle_heap
 
     scorer = Scorer.load(artifact, intra_op_threads=1)
     enc = scorer.encoder
@@ -157,6 +158,7 @@ def measure_scoring(artifact: Path, history: list[Any], txs: list[Any], batch_si
         features.update_account_state(state, tx, record=model_input.records[-1])
     scores: list[np.ndarray] = []
     encode_s = score_s = encode_cpu = score_cpu = 0.0
+    settle_heap()  # the worker's collector settings: the limit runs as fast as the worker can
     for i in range(0, len(txs), batch_size):
         t0, c0 = time.perf_counter(), time.process_time()
         inputs = []

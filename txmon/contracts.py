@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from datetime import UTC, datetime
 from decimal import Decimal, InvalidOperation
 from functools import cache
@@ -176,6 +177,91 @@ class Transaction(Event):
     @property
     def amount_minor(self) -> int:
         return int(self.amount.scaleb(minor_unit_exponent(self.currency)))
+
+
+# -- the plain transaction: what most events are, checked without pydantic ------------------------
+
+_PLAIN_TIME = re.compile(r"[0-9]{4}-[0-9]{2}-[0-9]{2}T[0-9]{2}:[0-9]{2}:[0-9]{2}(?:\.[0-9]{3}|\.[0-9]{6})?"
+                         r"(?:Z|\+00:00)")
+_PLAIN_AMOUNT = re.compile(r"-?[0-9]{1,15}(?:\.[0-9]{1,6})?")
+_PLAIN_MCC = re.compile(r"[0-9]{4}")
+_TX_FIELDS = frozenset(Transaction.model_fields)
+_new, _set = object.__new__, object.__setattr__
+# None: not yet compared with pydantic in this process; then whether the plain path matched it.
+_plain_ok: bool | None = None
+
+
+def _plain_str(v: Any, longest: int) -> bool:
+    # str.strip() returns the very object when there is nothing to strip; Python strips every
+    # character pydantic's Rust core does (and a few more), so "nothing" here is nothing there.
+    return type(v) is str and 0 < len(v) <= longest and v.strip() is v
+
+
+def plain_transaction(data: dict[str, Any]) -> Transaction | None:
+    """The Transaction pydantic would make of ``data``, built directly — or None, and then pydantic
+    decides (and names what is wrong).
+
+    Only a strict subset is taken: exact types, no whitespace to strip, ASCII digits, canonical UTC
+    times (``...Z`` or ``+00:00``, no fraction or 3 or 6 digits), a decimal ``amount`` string. Those
+    are what publishers send; anything else (``amount_minor``, offsets, a value pydantic would
+    coerce or refuse) goes the validating way. Validation cost ~7 us of the worker's ~190 a
+    transaction, ~18 inside the worker's busy heap; this takes ~2. The first plain event of a
+    process is also validated and must come out equal, else the plain path is off for good (a
+    pydantic that builds models differently).
+
+    >>> d = {"tx_id": "t1", "event_time": "2026-01-02T03:04:05Z", "account_id": "a1",
+    ...      "counterparty_id": "m1", "amount": "12.30", "country": "NL"}
+    >>> plain_transaction(d) == Transaction.model_validate(d)
+    True
+    >>> plain_transaction(d | {"amount": " 12.30"}) is None  # pydantic's to judge
+    True
+    """
+    global _plain_ok
+    if _plain_ok is False or "amount_minor" in data:
+        return None
+    get = data.get
+    version = get("schema_version", SCHEMA_VERSION)
+    tx_id, account_id, cp = get("tx_id"), get("account_id"), get("counterparty_id")
+    at, amount = get("event_time"), get("amount")
+    currency, channel = get("currency", "EUR"), get("channel", "unknown")
+    tx_type, direction = get("tx_type", "unknown"), get("direction", "debit")
+    mcc, country, cp_country = get("mcc"), get("country"), get("counterparty_country")
+    device = get("device_id")
+    if not (type(version) is int and version == SCHEMA_VERSION
+            and _plain_str(tx_id, 128) and _plain_str(account_id, 128) and _plain_str(cp, 128)
+            and type(at) is str and _PLAIN_TIME.fullmatch(at)
+            and type(amount) is str and _PLAIN_AMOUNT.fullmatch(amount)
+            and type(currency) is str and currency in _currencies()
+            and _plain_str(channel, 64) and _plain_str(tx_type, 64)
+            and (direction == "debit" or direction == "credit") and type(direction) is str
+            and (mcc is None or (type(mcc) is str and _PLAIN_MCC.fullmatch(mcc)))
+            and (country is None or (type(country) is str and country in _countries()))
+            and (cp_country is None or (type(cp_country) is str and cp_country in _countries()))
+            and (device is None or _plain_str(device, 128))):
+        return None
+    try:
+        event_time = datetime.fromisoformat(at)
+    except ValueError:  # 2026-02-30 and the like: pydantic says what is wrong
+        return None
+    if not EARLIEST <= event_time < LATEST:
+        return None
+    values = {"schema_version": SCHEMA_VERSION, "tx_id": tx_id, "event_time": event_time,
+              "account_id": account_id, "counterparty_id": cp, "amount": Decimal(amount),
+              "currency": currency, "channel": channel, "tx_type": tx_type, "direction": direction,
+              "mcc": mcc, "country": country, "counterparty_country": cp_country,
+              "device_id": device}
+    # What BaseModel.model_construct does, without its per-field loop (5 us against 1).
+    tx = _new(Transaction)
+    _set(tx, "__dict__", values)
+    _set(tx, "__pydantic_fields_set__", _TX_FIELDS.intersection(data))
+    _set(tx, "__pydantic_extra__", None)
+    _set(tx, "__pydantic_private__", None)
+    if _plain_ok is None:
+        checked = Transaction.model_validate(data)
+        _plain_ok = (checked == tx and checked.to_bytes() == tx.to_bytes()
+                     and checked.model_fields_set == tx.model_fields_set)
+        return checked
+    return tx
 
 
 LabelValue = Literal["fraud", "legit", "sar", "cleared"]
@@ -418,6 +504,10 @@ def decode(contract: type[E], raw: bytes | bytearray | memoryview | None) -> E:
     if (raw.count(b"{") + raw.count(b"[") > MAX_JSON_DEPTH
             and _depth(data, MAX_JSON_DEPTH) > MAX_JSON_DEPTH):
         raise ContractError("(json)", f"nested deeper than {MAX_JSON_DEPTH} levels")
+    if contract is Transaction:
+        tx = plain_transaction(data)
+        if tx is not None:
+            return tx  # type: ignore[return-value]  # contract is Transaction
     return validate(contract, data)
 
 

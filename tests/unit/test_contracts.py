@@ -179,3 +179,76 @@ def test_score_bytes_are_pydantic_bytes_and_still_refuse_what_score_refuses():
     for bad in ({"score": 1.5}, {"score": float("nan")}, {"latency_ms": -1.0}):
         with pytest.raises(ValidationError):
             score_bytes(**{**fields, **bad})
+
+
+# Values for each Transaction field that the plain path must either take exactly as pydantic does
+# or leave to pydantic: whitespace, non-ASCII digits, coercible types, offsets, impossible dates.
+_TRICKY = {
+    "schema_version": [1, True, 1.0, "1", 2, None],
+    "tx_id": ["t", " t", "t\u00a0", "\u2003t", "x" * 128, "x" * 129, "", 7, None, "\u00e9t\u00e9"],
+    "account_id": ["acct-2", "acct-2 ", "\tacct", "a\u001c", "\u0085a"],
+    "counterparty_id": ["m", "m\n", "\u3000m", "\u200bm"],
+    "event_time": ["2026-03-01T12:30:00Z", "2026-03-01T12:30:00+00:00", "2026-03-01T12:30:00.123Z",
+                   "2026-03-01T12:30:00.123456Z", "2026-03-01T12:30:00.1234567Z",
+                   "2026-03-01T12:30:00.1Z", "2026-03-01T12:30:00+01:00", "2026-02-30T00:00:00Z",
+                   "2026-03-01T24:00:00Z", "2026-12-31T23:59:60Z", "1999-12-31T23:59:59Z",
+                   "2100-01-01T00:00:00Z", "2026-03-01 12:30:00Z", "2026-03-01T12:30:00",
+                   "\u0662026-03-01T12:30:00Z", 1_772_368_200, None],
+    "amount": ["12.30", "-0", "0.000001", "0.0000001", "999999999999999", "1000000000000000",
+               "012.50", "1e3", " 1", "1.", ".5", "\u0661\u0662", 12, 12.5, None, ...],
+    "currency": ["EUR", "JPY", "eur", "EUR ", "XXX", "ZZZ", None, ...],
+    "channel": ["pos", "", "x" * 64, "x" * 65, " pos", None, ...],
+    "tx_type": ["transfer", "card present", "t\r", ...],
+    "direction": ["debit", "credit", "DEBIT", " debit", None, ...],
+    "mcc": ["5411", "541", "54111", "\u0665\u0664\u0661\u0661", 5411, None, ...],
+    "country": ["DE", "XK", "de", "ZZ", "DE ", None, ...],
+    "counterparty_country": ["FR", "GB", "UK", None, ...],
+    "device_id": ["dev-1", "", " dev", None, ...],
+}
+
+
+def test_plain_transactions_are_what_pydantic_makes_and_the_rest_is_left_to_it():
+    import random
+
+    from txmon.contracts import plain_transaction
+
+    rng = random.Random(11)
+    base = {**TX, "event_time": "2026-03-01T11:30:00Z"}
+    cases = [base, {**base, "amount_minor": 1250}, {**base, "unknown_field": [1, 2]},
+             {k: v for k, v in base.items() if k != "amount"}]
+    for name, values in _TRICKY.items():
+        cases += [{k: v for k, v in {**base, name: value}.items() if v is not ...}
+                  for value in values]
+    for _ in range(3_000):  # several fields tricky at once
+        d = dict(base)
+        for name in rng.sample(sorted(_TRICKY), rng.randint(1, 4)):
+            d[name] = rng.choice(_TRICKY[name])
+        cases.append({k: v for k, v in d.items() if v is not ...})
+    plain = 0
+    for d in cases:
+        got = plain_transaction(d)
+        if got is None:
+            continue
+        plain += 1
+        expected = Transaction.model_validate(d)  # raises if plain took what pydantic refuses
+        assert got == expected, d
+        assert got.to_bytes() == expected.to_bytes(), d
+        assert got.model_fields_set == expected.model_fields_set, d
+        assert str(got.amount) == str(expected.amount) and got.event_time.tzinfo is UTC, d
+    # The common shape takes the plain path; each refusal above is pydantic's to make.
+    assert plain_transaction(base) is not None and 300 < plain < len(cases) - 300, plain
+
+
+def test_the_plain_path_turns_itself_off_when_pydantic_disagrees(monkeypatch):
+    import txmon.contracts as contracts
+
+    real = Transaction.model_validate
+    event = raw(event_time="2026-03-01T11:30:00Z")
+    monkeypatch.setattr(contracts, "_plain_ok", None)  # this process's first plain event
+    with monkeypatch.context() as m:
+        m.setattr(Transaction, "model_validate",
+                  classmethod(lambda cls, d: real({**d, "channel": "other"})))
+        assert decode(Transaction, event).channel == "other"  # validated, and they differ
+    assert contracts._plain_ok is False
+    assert contracts.plain_transaction(json.loads(event)) is None
+    assert decode(Transaction, event).channel == "pos"  # pydantic's, every time from now on
