@@ -48,7 +48,7 @@ from typing import Any
 
 import orjson
 
-from txmon.contracts import Label
+from txmon.contracts import Label, tight
 
 POLICY_KEY = b"\x00policy"
 
@@ -62,8 +62,8 @@ def _numpy_scalar(value: Any) -> Any:
 def _dumps(value: Any) -> bytes:
     # Changelog values are written at every change of every account: orjson writes the same
     # compact JSON as json.dumps(separators=(",", ":")) 5-10 times faster (a head record with 64
-    # recent counterparties: 3.7 vs 18.6 us).
-    return orjson.dumps(value, default=_numpy_scalar)
+    # recent counterparties: 3.7 vs 18.6 us). Copied out of orjson's buffer: see tight().
+    return tight(orjson.dumps(value, default=_numpy_scalar))
 
 
 def account_value(value: bytes) -> bytes:

@@ -252,3 +252,24 @@ def test_the_plain_path_turns_itself_off_when_pydantic_disagrees(monkeypatch):
     assert contracts._plain_ok is False
     assert contracts.plain_transaction(json.loads(event)) is None
     assert decode(Transaction, event).channel == "pos"  # pydantic's, every time from now on
+
+
+def test_serialised_values_hold_no_more_memory_than_their_bytes():
+    import tracemalloc
+
+    from streams.tables import AccountEntry
+    from txmon.contracts import score_bytes
+
+    entry = AccountEntry({"v": 1, "h": [{"ts": 1, "amt": 2.5}], "n": 1, "cps": {"c": 1}})
+    tracemalloc.start()
+    try:
+        before = tracemalloc.get_traced_memory()[0]
+        values = [score_bytes(tx_id=f"t{i}", account_id="a", score=0.5, model_version="v",
+                              alerted=False, latency_ms=1.0, event_time=NOW, scored_at=NOW)
+                  for i in range(500)]
+        values += [v for i in range(500) for _, v in entry.delta(b"a", (32, 512))]
+        held = tracemalloc.get_traced_memory()[0] - before
+    finally:
+        tracemalloc.stop()
+    # orjson's own buffers are 4-8 KiB whatever the length: these must be copied out of them.
+    assert held / len(values) < 2 * max(len(v) for v in values) + 100, held / len(values)
