@@ -23,6 +23,8 @@ On a private Kafka 4.1 broker (one node, temp dir), with simulated transactions 
    allow a transactional consume -> produce loop that does no work.
 
 ``--profile`` adds one more drain with the worker under cProfile and puts its hot spots in the JSON.
+``--compare-code CHECKOUT`` is an A/B of the drain alone: this checkout's worker and CHECKOUT's
+(say ``git worktree add /tmp/base HEAD~1``), ``--drains`` times each, in turn, on one broker.
 CPU of the measured process is read from ``/proc/<pid>/stat`` (1.0 = one core). Targets from issue 5:
 sustained throughput >= 70% of the lower limit; p99 end-to-end <= 50 ms at half the max rate.
 Writes ``bench/results/worker.json`` (``--quick``: ``worker_quick.json`` unless ``--out``).
@@ -332,6 +334,7 @@ async def watch_drain(settings: Any, topic: str, history: int, n: int, proc: Any
             "steady_seconds": round(steady, 2), "steady_throughput_per_s": round(counted / steady),
             "cpu_cores": round(cpu_seconds / steady, 2),
             "cpu_us_per_tx": round(cpu_seconds / counted * 1e6, 1),
+            "page_faults_per_tx": round(sum(m.faults for m in own) / counted, 3),
             "per_core_capacity_per_s": round(counted / cpu_seconds) if cpu_seconds else None,
             "broker_cpu_cores": round(broker_seconds / steady, 2),
             "broker_cpu_us_per_tx": round(broker_seconds / counted * 1e6, 1)}
@@ -430,7 +433,8 @@ def measure_relay(bootstrap: str, work: Path, history: list[Payload], items: lis
 
 def start_worker(settings: Any, artifact: Path, threshold: float, args: argparse.Namespace,
                  log: Path, profile: Path | None = None, instance: str = "bench",
-                 trace: Path | None = None, processes: int = 1) -> Any:
+                 trace: Path | None = None, processes: int = 1, code: Path | None = None) -> Any:
+    """``txmon worker`` on ``settings``; ``code``: the txmon checkout to run (default this one)."""
     env = os.environ | ({"TXMON_WORKER__BATCH_TRACE": str(trace)} if trace else {}) | {
                         "TXMON_KAFKA__BOOTSTRAP_SERVERS": settings.kafka.bootstrap_servers,
                         "TXMON_TOPICS__PREFIX": settings.topics.prefix,
@@ -446,11 +450,13 @@ def start_worker(settings: Any, artifact: Path, threshold: float, args: argparse
     txmon = Path(sys.executable).with_name("txmon")
     # cProfile writes its stats when the worker returns from a SIGTERM (run_worker's clean stop).
     runner = [sys.executable, "-m", "cProfile", "-o", str(profile), str(txmon)] if profile else [str(txmon)]
+    if code is not None:  # its packages come first on sys.path (the cwd), before the editable install
+        runner = [sys.executable, "-c", "from txmon.cli import main; main()"]
     return spawn([*pinned(args, processes), *runner, "worker", "--model", str(artifact),
                   "--batch-size", str(args.batch_size), "--max-wait-ms", str(args.max_wait_ms),
                   "--threshold", f"{threshold:.6f}",
                   "--drift-warmup", str(args.drift_warmup), "--log-level", "WARNING",
-                  *args.worker_arg], env, log)
+                  *args.worker_arg], env, log, cwd=code or ROOT)
 
 
 def trace_summary(path: Path, since: float) -> dict[str, Any]:
@@ -493,13 +499,14 @@ def banner(log: Path) -> str:
 
 def measure_worker_drain(bootstrap: str, work: Path, artifact: Path, threshold: float,
                          history: list[Payload], items: list[Payload], args: argparse.Namespace,
-                         profile: Path | None = None, processes: int = 1) -> dict[str, Any]:
+                         profile: Path | None = None, processes: int = 1,
+                         code: Path | None = None, name: str | None = None) -> dict[str, Any]:
     """``processes`` workers (one consumer group, partitions shared out) drain the topic."""
-    name = "profile" if profile else ("drain" if processes == 1 else f"drain-{processes}")
+    name = name or ("profile" if profile else ("drain" if processes == 1 else f"drain-{processes}"))
     s = settings_for(bootstrap, f"{name}.", work / f"{name}-home", args.partitions)
     preload(s, history + items)
     procs = [start_worker(s, artifact, threshold, args, args.logs / f"worker-{name}-{i}.log",
-                          profile, instance=f"bench-{i}", processes=processes)
+                          profile, instance=f"bench-{i}", processes=processes, code=code)
              for i in range(processes)]
     try:
         out = asyncio.run(watch_drain(s, s.topic("scores"), len(history), len(items), procs,
@@ -509,6 +516,44 @@ def measure_worker_drain(bootstrap: str, work: Path, artifact: Path, threshold: 
             kill(proc, signal.SIGTERM, wait=60)
     return {"batch_size": args.batch_size, "max_wait_ms": args.max_wait_ms, "processes": processes,
             "worker": banner(args.logs / f"worker-{name}-0.log"), **out}
+
+
+def compare_drains(bootstrap: str, work: Path, artifact: Path, threshold: float,
+                   history: list[Payload], items: list[Payload], args: argparse.Namespace,
+                   scoring: dict[str, Any], relay: dict[str, Any], console: Any) -> None:
+    """``--compare-code``: the same drain, this checkout's worker (B) and another's (A), turn about.
+
+    One drain against another moves by 5-10% between runs on this machine, more than most single
+    changes are worth; alternating both sides in one run, on one broker, puts that drift on both.
+    """
+    import statistics
+
+    sides = {"A": args.compare_code.resolve(), "B": ROOT}
+    runs: dict[str, list[dict[str, Any]]] = {"A": [], "B": []}
+    for i in range(args.drains):
+        for side, code in sides.items():
+            with console.status(f"drain {i + 1}/{args.drains}, {side} ({code})"):
+                d = measure_worker_drain(bootstrap, work, artifact, threshold, history, items, args,
+                                         code=code, name=f"drain-{side}{i}")
+            console.log(f"{side}: {d.get('steady_throughput_per_s')}/s, {d.get('cpu_us_per_tx')} us/tx, "
+                        f"{d.get('page_faults_per_tx')} page faults/tx")
+            runs[side].append({k: d.get(k) for k in ("steady_throughput_per_s", "cpu_us_per_tx",
+                                                     "page_faults_per_tx", "cpu_cores",
+                                                     "broker_cpu_us_per_tx", "complete")})
+
+    def median(side: str, key: str) -> float:
+        return statistics.median(r[key] for r in runs[side] if r[key] is not None)
+
+    summary = {side: {"code": str(code), "median_throughput_per_s": median(side, "steady_throughput_per_s"),
+                      "median_cpu_us_per_tx": median(side, "cpu_us_per_tx"), "drains": runs[side]}
+               for side, code in sides.items()}
+    report = {"command": command_line(), "what": "A/B of the worker's max-rate drain: A = "
+              "--compare-code, B = this checkout, alternating on one broker",
+              "code": code_version(), "limit_scoring_alone": scoring,
+              "limit_kafka_relay_alone": relay, "ab": summary, "machine_after": machine()}
+    path = write_result(args.out or "worker_ab", report)
+    print(json.dumps({side: {k: v for k, v in s.items() if k != "drains"}
+                      for side, s in summary.items()} | {"results": path.as_posix()}, indent=2))
 
 
 def hot_spots(profile: Path, top: int = 25) -> dict[str, list[dict[str, Any]]]:
@@ -698,6 +743,11 @@ def main() -> None:
     ap.add_argument("--pin", action="store_true",
                     help="the worker (and the relay control) on core 0, the broker and this "
                          "process on core 1 (taskset; single-process runs only)")
+    ap.add_argument("--compare-code", type=Path, metavar="CHECKOUT",
+                    help="A/B mode: drains alternate between this checkout's worker and "
+                         "CHECKOUT's (e.g. a git worktree of the last commit), --drains times "
+                         "each; no latency runs")
+    ap.add_argument("--drains", type=int, default=3, help="drains per side with --compare-code")
     ap.add_argument("--drift-build-in-worker", action="store_true",
                     help="no pre-built drift reference: each worker warms up and simulates "
                          "thresholds in a background thread while it is measured")
@@ -756,6 +806,10 @@ def main() -> None:
         with console.status("limit 2: transactional Kafka relay"):
             relay = measure_relay(bootstrap, work, history, items, args)
         console.log(f"kafka relay: {relay.get('steady_throughput_per_s')}/s steady")
+        if args.compare_code is not None:
+            compare_drains(bootstrap, work, artifact, threshold, history, items, args, scoring,
+                           relay, console)
+            return
         with console.status("worker: draining a pre-loaded topic"):
             drain = measure_worker_drain(bootstrap, work, artifact, threshold, history, items, args)
         console.log(f"worker drain: {drain.get('steady_throughput_per_s')}/s steady")

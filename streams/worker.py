@@ -470,9 +470,12 @@ class Worker:
                     continue
                 records = [Record(tp.topic, tp.partition, r.offset, r.key, r.value, r.timestamp)
                            for tp, recs in batches.items() if tp in assigned for r in recs]
+                # Each partition's records come in offset order: the next offset is after its last.
+                offsets = {tp: recs[-1].offset + 1 for tp, recs in batches.items()
+                           if recs and tp in assigned}
                 refusals = self.slot.drain_refusals()
                 if records or refusals:
-                    await self._transact(records, refusals)
+                    await self._transact(records, offsets, refusals)
                 else:
                     # Idle is between batches too: a loaded model takes over now, so /health and
                     # the metrics name the model that will score the next record.
@@ -487,7 +490,8 @@ class Worker:
         if task is not None:
             await task
 
-    async def _transact(self, records: list[Record], refusals: list[Refusal]) -> None:
+    async def _transact(self, records: list[Record], offsets: dict[TopicPartition, int],
+                        refusals: list[Refusal]) -> None:
         """Process a batch while the previous batch's transaction commits, then hand this batch's
         transaction to a task and return — when the batch was full (a backlog); a partial batch
         commits before the next fetch, which is lower latency when the worker keeps up.
@@ -507,10 +511,6 @@ class Worker:
         gc_before = self._gc_seconds
         if self._trace is not None and records:
             result.phases["age"] = time.time() - min(r.timestamp_ms for r in records) / 1000
-        offsets: dict[TopicPartition, int] = {}
-        for r in records:
-            tp = TopicPartition(r.topic, r.partition)
-            offsets[tp] = max(offsets.get(tp, 0), r.offset + 1)
         txn: _Txn | None = None
         try:
             if records:
